@@ -1,0 +1,19 @@
+"""serfcast: speak HashiCorp's memberlist/Serf gossip protocol from Python."""
+
+from serfcast.errors import (
+    DecryptionError,
+    LimitExceededError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SerfcastError,
+)
+
+__all__ = [
+    "DecryptionError",
+    "LimitExceededError",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "SerfcastError",
+]
+
+__version__ = "0.1.0"

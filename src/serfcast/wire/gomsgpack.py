@@ -1,0 +1,212 @@
+"""The msgpack profile that HashiCorp's Go codec speaks, and a lenient reader for it.
+
+Writing: every memberlist and Serf struct goes out as a map whose keys are the Go
+field names in byte order. Strings and byte slices both use the legacy "raw" family
+(fixstr, then str16, then str32), never str8 and never bin. Non-negative integers take
+the smallest unsigned form, negative ones the smallest signed form. A nil slice is nil
+(``c0``); an empty one is an empty raw string (``a0``). Python's ``msgpack`` produces
+exactly these bytes when asked for ``use_bin_type=False`` with keys inserted in
+sorted order, and strings are handed to it already encoded so that names holding
+invalid UTF-8 (Go strings are bytes) survive a round trip.
+
+Reading is as forgiving as Go's decoder: str8 and bin are accepted anywhere a string
+or byte slice is expected, any integer width is accepted if the value fits, keys
+may come in any order, and unknown keys are skipped. What Go would reject (a float in
+an integer field, a negative number in an unsigned one, a value that overflows)
+raises :class:`~serfcast.errors.RemoteProtocolError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgpack
+
+from serfcast.errors import RemoteProtocolError
+
+__all__ = [
+    "BOOL",
+    "BYTES",
+    "INT",
+    "NIL_BYTES",
+    "STR",
+    "U8",
+    "U16",
+    "U32",
+    "U64",
+    "Field",
+    "Kind",
+    "decode_str",
+    "encode_str",
+    "pack",
+    "read_struct",
+    "unpack_one",
+    "write_struct",
+]
+
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
+
+
+def encode_str(text: str) -> bytes:
+    """Turn a Go string held in Python back into its exact bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode_str(raw: bytes) -> str:
+    """Read a Go string's bytes without losing any, valid UTF-8 or not."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def pack(obj: Any) -> bytes:
+    """Encode a value the way Go's codec would (dict keys must already be sorted)."""
+    return msgpack.packb(obj, use_bin_type=False)  # type: ignore[no-any-return]
+
+
+def unpack_one(data: bytes, what: str) -> Any:
+    """Decode the first msgpack object in ``data``; trailing bytes are ignored.
+
+    Go decodes one object from a reader and never looks at what follows, so
+    neither does this.
+    """
+    try:
+        return msgpack.unpackb(data, raw=True)
+    except msgpack.ExtraData as extra:
+        return extra.unpacked
+    except Exception as exc:  # msgpack raises a zoo of types for bad input
+        raise RemoteProtocolError(f"{what}: invalid msgpack: {exc}") from None
+
+
+# ----------------------------------------------------------------------------
+# Field kinds: how one Go-typed field is written and read.
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How a Go field type maps to msgpack in both directions."""
+
+    name: str
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any, str], Any]
+    is_empty: Callable[[Any], bool]
+
+
+def _fail(what: str, expected: str, value: Any) -> RemoteProtocolError:
+    shown = type(value).__name__ if not isinstance(value, int | bytes) else repr(value)
+    return RemoteProtocolError(f"{what}: expected {expected}, got {shown[:60]}")
+
+
+def _read_raw(value: Any, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if value is None:
+        return b""
+    if isinstance(value, list) and all(
+        type(item) is int and 0 <= item <= 255 for item in value
+    ):
+        return bytes(value)  # Go fills a byte slice from an array of small ints
+    raise _fail(what, "a string or bytes", value)
+
+
+def _read_nil_bytes(value: Any, what: str) -> bytes | None:
+    return None if value is None else _read_raw(value, what)
+
+
+def _read_str(value: Any, what: str) -> str:
+    if isinstance(value, bytes):
+        return decode_str(value)
+    if value is None:
+        return ""
+    raise _fail(what, "a string", value)
+
+
+def _read_bool(value: Any, what: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    raise _fail(what, "a bool", value)
+
+
+def _int_reader(low: int, high: int, label: str) -> Callable[[Any, str], int]:
+    def read(value: Any, what: str) -> int:
+        if value is None:
+            return 0
+        if type(value) is not int:
+            raise _fail(what, label, value)
+        if not low <= value <= high:
+            raise RemoteProtocolError(f"{what}: {value} does not fit in {label}")
+        return value
+
+    return read
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _encode_nil_bytes(value: bytes | None) -> bytes | None:
+    return value
+
+
+def _encode_bytes(value: bytes) -> bytes | None:
+    # An empty byte field is what Go holds as a nil slice, which it writes as nil.
+    return value if value else None
+
+
+def _empty(value: Any) -> bool:
+    return not value
+
+
+STR: Final = Kind("string", encode_str, _read_str, _empty)
+BYTES: Final = Kind("[]byte", _encode_bytes, _read_raw, _empty)
+NIL_BYTES: Final = Kind("[]byte", _encode_nil_bytes, _read_nil_bytes, _empty)
+BOOL: Final = Kind("bool", bool, _read_bool, _empty)
+U8: Final = Kind("uint8", _as_is, _int_reader(0, 0xFF, "uint8"), _empty)
+U16: Final = Kind("uint16", _as_is, _int_reader(0, 0xFFFF, "uint16"), _empty)
+U32: Final = Kind("uint32", _as_is, _int_reader(0, 0xFFFF_FFFF, "uint32"), _empty)
+U64: Final = Kind("uint64", _as_is, _int_reader(0, (1 << 64) - 1, "uint64"), _empty)
+INT: Final = Kind("int", _as_is, _int_reader(_INT64_MIN, _INT64_MAX, "int"), _empty)
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One struct field: its Python attribute, Go name, kind and omitempty flag."""
+
+    attr: str
+    go_name: str
+    kind: Kind
+    omitempty: bool = False
+
+
+def write_struct(obj: object, fields: tuple[Field, ...]) -> dict[str, Any]:
+    """Build the map Go would write for ``obj``; ``fields`` must be sorted by Go name."""
+    out: dict[str, Any] = {}
+    for field in fields:
+        value = getattr(obj, field.attr)
+        if field.omitempty and field.kind.is_empty(value):
+            continue
+        out[field.go_name] = field.kind.encode(value)
+    return out
+
+
+def read_struct(
+    value: Any, fields: Mapping[bytes, Field], what: str
+) -> dict[str, Any]:
+    """Read a decoded msgpack map into keyword arguments for a message class.
+
+    Fields that are absent get no entry, so the class defaults (Go's zero values)
+    apply. Keys match Go field names exactly; anything else is skipped, as in Go.
+    """
+    if not isinstance(value, dict):
+        raise _fail(what, "a map", value)
+    kwargs: dict[str, Any] = {}
+    for key, item in value.items():
+        field = fields.get(key) if isinstance(key, bytes) else None
+        if field is not None:
+            kwargs[field.attr] = field.kind.decode(item, f"{what}.{field.go_name}")
+    return kwargs
