@@ -39,6 +39,7 @@ __all__ = [
     "Field",
     "Kind",
     "decode_str",
+    "describe",
     "encode_str",
     "pack",
     "read_struct",
@@ -76,7 +77,12 @@ def unpack_one(data: bytes, what: str) -> Any:
     except msgpack.ExtraData as extra:
         return extra.unpacked
     except Exception as exc:  # msgpack raises a zoo of types for bad input
-        raise RemoteProtocolError(f"{what}: invalid msgpack: {exc}") from None
+        raise RemoteProtocolError(f"{what}: invalid msgpack: {describe(exc)}") from None
+
+
+def describe(exc: Exception) -> str:
+    """A msgpack exception as readable text (some carry no message at all)."""
+    return str(exc) or type(exc).__name__
 
 
 # ----------------------------------------------------------------------------
@@ -184,7 +190,7 @@ class Field:
 
 
 def write_struct(obj: object, fields: tuple[Field, ...]) -> dict[str, Any]:
-    """Build the map Go would write for ``obj``; ``fields`` must be sorted by Go name."""
+    """Build the map Go would write for ``obj`` (``fields`` sorted by Go name)."""
     out: dict[str, Any] = {}
     for field in fields:
         value = getattr(obj, field.attr)
@@ -194,9 +200,7 @@ def write_struct(obj: object, fields: tuple[Field, ...]) -> dict[str, Any]:
     return out
 
 
-def read_struct(
-    value: Any, fields: Mapping[bytes, Field], what: str
-) -> dict[str, Any]:
+def read_struct(value: Any, fields: Mapping[bytes, Field], what: str) -> dict[str, Any]:
     """Read a decoded msgpack map into keyword arguments for a message class.
 
     Fields that are absent get no entry, so the class defaults (Go's zero values)

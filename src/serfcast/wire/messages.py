@@ -240,7 +240,7 @@ class Dead(Struct):
 
 @dataclass(frozen=True, slots=True)
 class PushPullHeader(Struct):
-    """The first part of a push/pull: how many node states and user-state bytes follow."""
+    """Start of a push/pull: how many node states and user-state bytes follow."""
 
     TYPE = MessageType.PUSH_PULL
     FIELDS = (

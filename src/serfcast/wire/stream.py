@@ -29,6 +29,7 @@ import msgpack
 
 from serfcast.errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 from serfcast.wire import frames as fr
+from serfcast.wire import gomsgpack as gm
 from serfcast.wire import lzw
 from serfcast.wire.frames import UserMsg
 from serfcast.wire.keyring import Keyring, encryption_overhead
@@ -175,7 +176,9 @@ class _Body:
         except msgpack.OutOfData:
             return _MISSING
         except Exception as exc:
-            raise RemoteProtocolError(f"{what}: invalid msgpack: {exc}") from None
+            raise RemoteProtocolError(
+                f"{what}: invalid msgpack: {gm.describe(exc)}"
+            ) from None
 
     def _advance(self) -> StreamMessage | None:
         if self.kind is None:
@@ -312,7 +315,10 @@ class StreamDecoder:
 
     def _take_label(self) -> bool:
         buf = self._buf
-        if self.expect_label_header and buf and buf[0] == MessageType.HAS_LABEL:
+        if not self.expect_label_header:  # replies carry no label header
+            self._label_done = True
+            return True
+        if buf and buf[0] == MessageType.HAS_LABEL:
             if len(buf) < 2 or len(buf) < 2 + buf[1]:
                 return False
             if buf[1] == 0:
@@ -376,9 +382,13 @@ class StreamDecoder:
         except msgpack.OutOfData:
             return None
         except msgpack.BufferFull:
-            raise LimitExceededError("compressed stream message exceeds 64 MiB") from None
+            raise LimitExceededError(
+                "compressed stream message exceeds 64 MiB"
+            ) from None
         except Exception as exc:
-            raise RemoteProtocolError(f"compress header: invalid msgpack: {exc}") from None
+            raise RemoteProtocolError(
+                f"compress header: invalid msgpack: {gm.describe(exc)}"
+            ) from None
         body = CompressHeader.from_go(value)
         if body.algo != 0:
             raise RemoteProtocolError(f"unknown compression algorithm {body.algo}")
@@ -387,7 +397,9 @@ class StreamDecoder:
             raise RemoteProtocolError("stream message is empty")
         return self._finish(_Body(whole=True).feed(plain), compressed=True)
 
-    def _finish(self, message: StreamMessage | None, compressed: bool) -> StreamFrame | None:
+    def _finish(
+        self, message: StreamMessage | None, compressed: bool
+    ) -> StreamFrame | None:
         if message is not None:
             self._result = StreamFrame(message, self.label, self._encrypted, compressed)
         return self._result

@@ -1,0 +1,136 @@
+"""Turn decoded memberlist traffic into plain JSON-ready dictionaries.
+
+This is what ``serfcast decode`` prints: one object per message, with the framing
+path that led to it (label, encryption, CRC, compression, compound position), the
+memberlist type and the fields under Go's own names. Byte fields are shown as hex
+and, when they are printable, also as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from serfcast.errors import RemoteProtocolError
+from serfcast.wire.frames import Compound, Compressed, Frame, Malformed, UserMsg
+from serfcast.wire.keyring import Keyring
+from serfcast.wire.messages import MessageType, Struct
+from serfcast.wire.packet import Packet, decode_packet
+from serfcast.wire.stream import PushPull, StreamDecoder, StreamFrame
+
+__all__ = ["describe_datagram", "describe_stream", "show_bytes"]
+
+_TYPE_NAMES = {
+    MessageType.PING: "ping",
+    MessageType.INDIRECT_PING: "indirectPing",
+    MessageType.ACK: "ack",
+    MessageType.SUSPECT: "suspect",
+    MessageType.ALIVE: "alive",
+    MessageType.DEAD: "dead",
+    MessageType.PUSH_PULL: "pushPull",
+    MessageType.USER: "user",
+    MessageType.NACK: "nack",
+    MessageType.ERR: "err",
+}
+
+
+def show_bytes(data: bytes) -> dict[str, Any]:
+    """Bytes as hex, plus text when every byte is printable."""
+    shown: dict[str, Any] = {"hex": data.hex(), "len": len(data)}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return shown
+    if text.isprintable():
+        shown["text"] = text
+    return shown
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return show_bytes(value)
+    if isinstance(value, Struct):
+        return _fields(value)
+    return value
+
+
+def _fields(message: Struct) -> dict[str, Any]:
+    return {f.go_name: _value(getattr(message, f.attr)) for f in message.FIELDS}
+
+
+def _describe_message(message: Struct | UserMsg | PushPull) -> dict[str, Any]:
+    if isinstance(message, UserMsg):
+        return {"type": "user", "fields": {"Payload": show_bytes(message.payload)}}
+    if isinstance(message, PushPull):
+        fields = {
+            "Join": message.join,
+            "Nodes": [_fields(node) for node in message.nodes],
+            "UserStateLen": len(message.user_state),
+            "UserState": show_bytes(message.user_state),
+        }
+        return {"type": "pushPull", "fields": fields}
+    return {"type": _TYPE_NAMES[message.TYPE], "fields": _fields(message)}
+
+
+def _walk(frame: Frame, path: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    if isinstance(frame, Compound):
+        for index, part in enumerate(frame.parts):
+            inner = {**path, "compound": [*path.get("compound", []), index]}
+            yield from _walk(part, inner)
+        if frame.truncated:
+            yield {"path": path, "error": f"{frame.truncated} compound part(s) cut off"}
+        return
+    if isinstance(frame, Compressed):
+        yield from _walk(frame.inner, {**path, "compressed": path["compressed"] + 1})
+        return
+    if isinstance(frame, Malformed):
+        yield {"path": path, "error": frame.error, "raw": frame.raw.hex()}
+        return
+    yield {"path": path, **_describe_message(frame)}
+
+
+def _packet_path(packet: Packet) -> dict[str, Any]:
+    return {
+        "transport": "udp",
+        "label": packet.label.decode("utf-8", "replace"),
+        "encrypted": packet.encrypted,
+        "crc": None if packet.crc is None else f"{packet.crc:08x}",
+        "compressed": 0,
+    }
+
+
+def describe_datagram(
+    data: bytes, keyring: Keyring | None = None, label: bytes = b""
+) -> list[dict[str, Any]]:
+    """Every message in one UDP datagram, or one entry with an ``error`` key."""
+    try:
+        packet = decode_packet(
+            data, keyring=keyring, label=label, verify_incoming=False
+        )
+    except RemoteProtocolError as exc:
+        return [{"path": {"transport": "udp"}, "error": str(exc), "raw": data.hex()}]
+    return list(_walk(packet.frame, _packet_path(packet)))
+
+
+def _stream_path(frame: StreamFrame) -> dict[str, Any]:
+    return {
+        "transport": "tcp",
+        "label": frame.label.decode("utf-8", "replace"),
+        "encrypted": frame.encrypted,
+        "compressed": int(frame.compressed),
+    }
+
+
+def describe_stream(
+    data: bytes, keyring: Keyring | None = None, label: bytes = b""
+) -> list[dict[str, Any]]:
+    """The message one side of a TCP connection sent, or an ``error`` entry."""
+    decoder = StreamDecoder(keyring=keyring, label=label, verify_incoming=False)
+    try:
+        decoder.feed(data)
+        frame = decoder.feed_eof()
+    except RemoteProtocolError as exc:
+        return [
+            {"path": {"transport": "tcp"}, "error": str(exc), "raw": data[:64].hex()}
+        ]
+    return [{"path": _stream_path(frame), **_describe_message(frame.message)}]
