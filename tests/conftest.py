@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from serf_agents import SerfPool, SerfPoolFactory
+
+
+def find_shared_dir() -> Path:
+    """Find the shared reference folder (captures, vectors, reference sheets).
+
+    ``SERFCAST_SHARED`` names it when set. Otherwise it is the folder ``shared``
+    beside the repository's own folder, which is also how CI lays out its checkout.
+    """
+    override = os.environ.get("SERFCAST_SHARED")
+    candidate = Path(override) if override else _beside_repository()
+    if not candidate.is_dir():
+        raise FileNotFoundError(
+            f"shared folder {candidate} does not exist; set SERFCAST_SHARED to it"
+        )
+    return candidate
+
+
+def _beside_repository() -> Path:
+    return Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared reference folder (see :func:`find_shared_dir`)."""
+    return find_shared_dir()
 
 
 @pytest.fixture
