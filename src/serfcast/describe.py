@@ -20,7 +20,7 @@ from serfcast.wire.stream import PushPull, StreamDecoder, StreamFrame
 
 __all__ = ["describe_datagram", "describe_stream", "show_bytes"]
 
-_TYPE_NAMES = {
+_TYPE_NAMES: dict[int, str] = {
     MessageType.PING: "ping",
     MessageType.INDIRECT_PING: "indirectPing",
     MessageType.ACK: "ack",

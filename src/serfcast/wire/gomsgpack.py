@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgpack
 
@@ -41,9 +41,14 @@ __all__ = [
     "decode_str",
     "describe",
     "encode_str",
+    "list_of",
+    "nested",
+    "optional",
     "pack",
     "read_struct",
+    "str_map",
     "unpack_one",
+    "unpack_prefix",
     "write_struct",
 ]
 
@@ -83,6 +88,17 @@ def unpack_one(data: bytes, what: str) -> Any:
 def describe(exc: Exception) -> str:
     """A msgpack exception as readable text (some carry no message at all)."""
     return str(exc) or type(exc).__name__
+
+
+def unpack_prefix(data: bytes, what: str) -> tuple[Any, int]:
+    """Decode the first msgpack object in ``data`` and say how many bytes it used."""
+    unpacker = msgpack.Unpacker(raw=True, max_buffer_size=max(len(data), 1))
+    try:
+        unpacker.feed(data)
+        value = unpacker.unpack()
+    except Exception as exc:
+        raise RemoteProtocolError(f"{what}: invalid msgpack: {describe(exc)}") from None
+    return value, unpacker.tell()
 
 
 # ----------------------------------------------------------------------------
@@ -214,3 +230,73 @@ def read_struct(value: Any, fields: Mapping[bytes, Field], what: str) -> dict[st
         if field is not None:
             kwargs[field.attr] = field.kind.decode(item, f"{what}.{field.go_name}")
     return kwargs
+
+
+# ----------------------------------------------------------------------------
+# Composite kinds: slices, maps and nested structs, as Serf's messages use them.
+
+
+def list_of(item: Kind) -> Kind:
+    """A Go slice: ``None`` is a nil slice (``c0``), a list is written as an array."""
+
+    def encode(value: list[Any] | None) -> list[Any] | None:
+        return None if value is None else [item.encode(v) for v in value]
+
+    def decode(value: Any, what: str) -> list[Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise _fail(what, "an array", value)
+        return [item.decode(v, f"{what}[{i}]") for i, v in enumerate(value)]
+
+    return Kind(f"[]{item.name}", encode, decode, _empty)
+
+
+def optional(inner: Kind) -> Kind:
+    """A Go pointer: ``None`` is nil."""
+
+    def encode(value: Any) -> Any:
+        return None if value is None else inner.encode(value)
+
+    def decode(value: Any, what: str) -> Any:
+        return None if value is None else inner.decode(value, what)
+
+    return Kind(f"*{inner.name}", encode, decode, lambda v: v is None)
+
+
+def str_map(value_kind: Kind) -> Kind:
+    """A Go ``map[string]T``; written with sorted keys so output is repeatable."""
+
+    def encode(value: dict[str, Any] | None) -> dict[bytes, Any] | None:
+        if value is None:
+            return None
+        return {encode_str(k): value_kind.encode(value[k]) for k in sorted(value)}
+
+    def decode(value: Any, what: str) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise _fail(what, "a map", value)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = _read_str(key, f"{what} key")
+            out[name] = value_kind.decode(item, f"{what}[{name!r}]")
+        return out
+
+    return Kind(f"map[string]{value_kind.name}", encode, decode, _empty)
+
+
+class _StructLike(Protocol):
+    def to_go(self) -> dict[str, Any]: ...
+
+
+def nested(cls: Any) -> Kind:
+    """A struct held inside another, written as its own Go-ordered map."""
+
+    def encode(value: _StructLike) -> dict[str, Any]:
+        return value.to_go()
+
+    def decode(value: Any, what: str) -> Any:
+        return cls.from_go(value)
+
+    return Kind(getattr(cls, "__name__", "struct"), encode, decode, _empty)

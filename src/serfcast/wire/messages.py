@@ -77,7 +77,7 @@ class Struct:
     """Shared encode/decode machinery; subclasses list their Go fields."""
 
     __slots__ = ()
-    TYPE: ClassVar[MessageType]
+    TYPE: ClassVar[int]
     FIELDS: ClassVar[tuple[Field, ...]]
     _BY_KEY: ClassVar[dict[bytes, Field]]
 
