@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from serfcast.errors import LocalProtocolError
 from serfcast.wire.frames import Compound, decode_frame, encode_frame
 from serfcast.wire.keyring import Keyring
 from serfcast.wire.messages import (
@@ -87,11 +88,19 @@ def test_every_named_vector_is_covered(shared_dir: Path) -> None:
     assert set(_encodings(_vector_text(shared_dir))) == set(VALUES)
 
 
+#: Go wrote this one, but serfcast refuses to send a node state without a Vsn.
+REFUSED_TO_SEND = {"negative int state"}
+
+
 @pytest.mark.parametrize("name", sorted(VALUES))
 def test_encoding_matches_go(shared_dir: Path, name: str) -> None:
     forms = _encodings(_vector_text(shared_dir))[name]
     value = VALUES[name]
-    assert value.encode_body() == forms["v0.5.5"]
+    if name in REFUSED_TO_SEND:
+        with pytest.raises(LocalProtocolError, match="Vsn must be exactly 6 bytes"):
+            value.encode_body()
+    else:
+        assert value.encode_body() == forms["v0.5.5"]
     for codec, body in forms.items():
         assert type(value).decode_body(body) == value, codec
 

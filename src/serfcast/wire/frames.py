@@ -8,7 +8,9 @@ subtree: ``[7][count][count big-endian u16 lengths][parts...]``. A compress fram
 freely, so compress can hold compound, whose parts can be compressed again.
 
 :func:`decode_frame` turns bytes into that tree and :func:`encode_frame` turns the
-tree back into the same bytes, so a decoded packet can be re-encoded exactly.
+tree back into bytes. For anything a Go node wrote, those are the same bytes; input
+Go would never write (str8 or bin markers, trailing bytes, a compound announcing
+parts it does not hold) decodes, but re-encodes in Go's own form.
 A compound part that cannot be decoded becomes a :class:`Malformed` leaf instead of
 spoiling its siblings, because Go also handles the other parts.
 """
@@ -39,6 +41,7 @@ __all__ = [
     "MAX_COMPOUND_PARTS",
     "MAX_DECOMPRESSED",
     "MAX_NESTING",
+    "SAFE_COMPOUND_PARTS",
     "Compound",
     "Compressed",
     "Frame",
@@ -51,6 +54,8 @@ __all__ = [
 ]
 
 MAX_COMPOUND_PARTS: Final = 255
+#: memberlist up to v0.2.3 (serf 0.9.4) misreads compounds of 128 parts or more.
+SAFE_COMPOUND_PARTS: Final = 127
 MAX_PART_LEN: Final = 0xFFFF
 #: Decompressed bytes allowed for one packet or stream frame, all layers together.
 MAX_DECOMPRESSED: Final = 40 * 1024 * 1024
@@ -60,6 +65,11 @@ MAX_NESTING: Final = 16
 _UDP_MESSAGES: Final[dict[int, type[Struct]]] = {
     cls.TYPE: cls for cls in (Ping, IndirectPing, Ack, Suspect, Alive, Dead, Nack)
 }
+# Looking up a member on an enum class costs about as much as decoding a small
+# field, and _decode runs for every message of every packet, so keep them at hand.
+_COMPOUND: Final = MessageType.COMPOUND
+_COMPRESS: Final = MessageType.COMPRESS
+_USER: Final = MessageType.USER
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +127,10 @@ def encode_frame(frame: Frame) -> bytes:
 
 
 def _encode_compound(parts: tuple[Frame, ...]) -> bytes:
-    if not 1 <= len(parts) <= MAX_COMPOUND_PARTS:
+    if not 1 <= len(parts) <= SAFE_COMPOUND_PARTS:
         raise LocalProtocolError(
-            f"a compound holds 1 to {MAX_COMPOUND_PARTS} parts, not {len(parts)}"
+            f"a compound holds 1 to {SAFE_COMPOUND_PARTS} parts, not {len(parts)} "
+            "(older memberlist misreads more); split the messages over packets"
         )
     blobs = [encode_frame(part) for part in parts]
     too_big = [len(b) for b in blobs if len(b) > MAX_PART_LEN]
@@ -170,11 +181,11 @@ def _decode(data: bytes, budget: _Budget, depth: int) -> Frame:
     if depth > MAX_NESTING:
         raise LimitExceededError(f"frames nested deeper than {MAX_NESTING} levels")
     kind = data[0]
-    if kind == MessageType.COMPOUND:
+    if kind == _COMPOUND:
         return _decode_compound(data, budget, depth)
-    if kind == MessageType.COMPRESS:
+    if kind == _COMPRESS:
         return Compressed(_decode(decompress_body(data[1:], budget), budget, depth + 1))
-    if kind == MessageType.USER:
+    if kind == _USER:
         return UserMsg(data[1:])
     cls = _UDP_MESSAGES.get(kind)
     if cls is None:

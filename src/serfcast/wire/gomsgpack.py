@@ -24,7 +24,7 @@ from typing import Any, Final, Protocol
 
 import msgpack
 
-from serfcast.errors import RemoteProtocolError
+from serfcast.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "BOOL",
@@ -58,7 +58,12 @@ _INT64_MAX: Final = (1 << 63) - 1
 
 def encode_str(text: str) -> bytes:
     """Turn a Go string held in Python back into its exact bytes."""
-    return text.encode("utf-8", "surrogateescape")
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise LocalProtocolError(
+            f"string {text[:40]!r} holds a lone surrogate and has no byte form"
+        ) from None
 
 
 def decode_str(raw: bytes) -> str:
@@ -78,7 +83,7 @@ def unpack_one(data: bytes, what: str) -> Any:
     neither does this.
     """
     try:
-        return msgpack.unpackb(data, raw=True)
+        return msgpack.unpackb(data, raw=True, strict_map_key=False)
     except msgpack.ExtraData as extra:
         return extra.unpacked
     except Exception as exc:  # msgpack raises a zoo of types for bad input
@@ -92,7 +97,9 @@ def describe(exc: Exception) -> str:
 
 def unpack_prefix(data: bytes, what: str) -> tuple[Any, int]:
     """Decode the first msgpack object in ``data`` and say how many bytes it used."""
-    unpacker = msgpack.Unpacker(raw=True, max_buffer_size=max(len(data), 1))
+    unpacker = msgpack.Unpacker(
+        raw=True, strict_map_key=False, max_buffer_size=max(len(data), 1)
+    )
     try:
         unpacker.feed(data)
         value = unpacker.unpack()
@@ -167,8 +174,15 @@ def _int_reader(low: int, high: int, label: str) -> Callable[[Any, str], int]:
     return read
 
 
-def _as_is(value: Any) -> Any:
-    return value
+def _int_writer(low: int, high: int, label: str) -> Callable[[Any], int]:
+    def write(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise LocalProtocolError(f"{label} field needs an int, not {value!r}")
+        if not low <= value <= high:
+            raise LocalProtocolError(f"{value} does not fit a Go {label} field")
+        return int(value)
+
+    return write
 
 
 def _encode_nil_bytes(value: bytes | None) -> bytes | None:
@@ -188,11 +202,19 @@ STR: Final = Kind("string", encode_str, _read_str, _empty)
 BYTES: Final = Kind("[]byte", _encode_bytes, _read_raw, _empty)
 NIL_BYTES: Final = Kind("[]byte", _encode_nil_bytes, _read_nil_bytes, _empty)
 BOOL: Final = Kind("bool", bool, _read_bool, _empty)
-U8: Final = Kind("uint8", _as_is, _int_reader(0, 0xFF, "uint8"), _empty)
-U16: Final = Kind("uint16", _as_is, _int_reader(0, 0xFFFF, "uint16"), _empty)
-U32: Final = Kind("uint32", _as_is, _int_reader(0, 0xFFFF_FFFF, "uint32"), _empty)
-U64: Final = Kind("uint64", _as_is, _int_reader(0, (1 << 64) - 1, "uint64"), _empty)
-INT: Final = Kind("int", _as_is, _int_reader(_INT64_MIN, _INT64_MAX, "int"), _empty)
+
+
+def _int_kind(label: str, low: int, high: int) -> Kind:
+    return Kind(
+        label, _int_writer(low, high, label), _int_reader(low, high, label), _empty
+    )
+
+
+U8: Final = _int_kind("uint8", 0, 0xFF)
+U16: Final = _int_kind("uint16", 0, 0xFFFF)
+U32: Final = _int_kind("uint32", 0, 0xFFFF_FFFF)
+U64: Final = _int_kind("uint64", 0, (1 << 64) - 1)
+INT: Final = _int_kind("int", _INT64_MIN, _INT64_MAX)
 
 
 @dataclass(frozen=True, slots=True)

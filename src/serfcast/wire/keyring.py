@@ -191,7 +191,9 @@ class Keyring:
 
 
 def _unpad(plain: bytes) -> bytes:
+    # Like Go, trust the last byte without checking the pad bytes; a 0 strips
+    # nothing. Only a count beyond the message, which would crash Go, is refused.
     pad = plain[-1] if plain else 0
-    if not 1 <= pad <= len(plain):
+    if pad > len(plain):
         raise RemoteProtocolError(f"bad padding length {pad} in a version 0 message")
-    return plain[:-pad]
+    return plain[: len(plain) - pad]

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Self
 
+from serfcast.errors import LocalProtocolError, RemoteProtocolError
 from serfcast.wire import gomsgpack as gm
 from serfcast.wire.gomsgpack import Field
 
 __all__ = [
     "PROTOCOL_VSN",
+    "VSN_LEN",
     "Ack",
     "Alive",
     "CompressHeader",
@@ -71,6 +73,29 @@ class NodeState(IntEnum):
 
 #: The Vsn a Serf agent sends: memberlist protocol 1..5 speaking 2, Serf 2..5 at 5.
 PROTOCOL_VSN = bytes([1, 5, 2, 2, 5, 5])
+VSN_LEN = 6
+
+
+def _write_vsn(value: bytes) -> bytes:
+    # A missing Vsn makes Go peers refuse every later push/pull merge, and a short
+    # one crashes memberlist up to v0.6.0, so only the full six bytes go out.
+    if len(value) != VSN_LEN:
+        raise LocalProtocolError(
+            f"Vsn must be exactly {VSN_LEN} bytes (pmin, pmax, pcur, dmin, dmax, "
+            f"dcur), not {len(value)}; use PROTOCOL_VSN"
+        )
+    return bytes(value)
+
+
+def _read_vsn(value: Any, what: str) -> bytes:
+    vsn: bytes = gm.BYTES.decode(value, what)
+    if 0 < len(vsn) < VSN_LEN:
+        raise RemoteProtocolError(f"{what}: {len(vsn)} bytes, a Vsn needs {VSN_LEN}")
+    return vsn
+
+
+#: Vsn: written only when complete, and refused when present but short.
+VSN = gm.Kind("[]uint8", _write_vsn, _read_vsn, gm.BYTES.is_empty)
 
 
 class Struct:
@@ -213,7 +238,7 @@ class Alive(Struct):
         Field("meta", "Meta", gm.NIL_BYTES),
         Field("node", "Node", gm.STR),
         Field("port", "Port", gm.U16),
-        Field("vsn", "Vsn", gm.BYTES),
+        Field("vsn", "Vsn", VSN),
     )
     incarnation: int = 0
     node: str = ""
@@ -269,7 +294,7 @@ class PushNodeState(Struct):
         Field("name", "Name", gm.STR),
         Field("port", "Port", gm.U16),
         Field("state", "State", gm.INT),
-        Field("vsn", "Vsn", gm.BYTES),
+        Field("vsn", "Vsn", VSN),
     )
     name: str = ""
     addr: bytes = b""

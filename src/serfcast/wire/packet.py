@@ -17,8 +17,8 @@ from typing import Final
 
 from serfcast.errors import DecryptionError, LocalProtocolError, RemoteProtocolError
 from serfcast.wire.frames import (
-    MAX_COMPOUND_PARTS,
     MAX_DECOMPRESSED,
+    SAFE_COMPOUND_PARTS,
     Compound,
     Compressed,
     Frame,
@@ -44,6 +44,9 @@ __all__ = [
 UDP_BUFFER_SIZE: Final = 1400
 MAX_LABEL_LEN: Final = 255
 _CRC_HEADER: Final = 5
+# Enum members looked up once: a class attribute read on every packet is not free.
+_HAS_LABEL: Final = MessageType.HAS_LABEL
+_HAS_CRC: Final = MessageType.HAS_CRC
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ def add_label(data: bytes, label: bytes) -> bytes:
 
 def split_label(data: bytes) -> tuple[bytes, bytes]:
     """Strip a label header if there is one: ``(label, rest)``."""
-    if not data or data[0] != MessageType.HAS_LABEL:
+    if not data or data[0] != _HAS_LABEL:
         return b"", data
     if len(data) < 2:
         raise RemoteProtocolError("label header is truncated")
@@ -117,10 +120,10 @@ def build_packet(
     """
     if not messages:
         raise LocalProtocolError("a packet needs at least one message")
-    if len(messages) > MAX_COMPOUND_PARTS:
+    if len(messages) > SAFE_COMPOUND_PARTS:
         raise LocalProtocolError(
             f"{len(messages)} messages do not fit one compound; "
-            f"send at most {MAX_COMPOUND_PARTS} per packet"
+            f"send at most {SAFE_COMPOUND_PARTS} per packet"
         )
     frame: Frame = messages[0] if len(messages) == 1 else Compound(tuple(messages))
     data = encode_frame(frame)
@@ -158,7 +161,7 @@ def decode_packet(
                 raise
             version = None
     crc = None
-    if len(data) >= _CRC_HEADER and data[0] == MessageType.HAS_CRC:
+    if len(data) >= _CRC_HEADER and data[0] == _HAS_CRC:
         crc = int.from_bytes(data[1:5], "big")
         if zlib.crc32(data[5:]) != crc:
             raise RemoteProtocolError(

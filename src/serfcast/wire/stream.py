@@ -96,7 +96,20 @@ class StreamFrame:
     compressed: bool = False
 
 
+def _check_sendable(message: StreamMessage) -> None:
+    if isinstance(message, PushPull):
+        if len(message.nodes) > MAX_PUSH_NODES:
+            raise LocalProtocolError(
+                f"a push/pull holds at most {MAX_PUSH_NODES} nodes"
+            )
+        if len(message.user_state) > MAX_USER_STATE:
+            raise LocalProtocolError("push/pull user state is over 20 MiB")
+    elif isinstance(message, UserMsg) and len(message.payload) > MAX_USER_MSG:
+        raise LocalProtocolError("a stream user message is at most 20 MiB")
+
+
 def _logical_bytes(message: StreamMessage) -> bytes:
+    _check_sendable(message)
     if isinstance(message, UserMsg):
         header = UserMsgHeader(len(message.payload)).encode()
         return header + message.payload
