@@ -18,7 +18,7 @@ raises :class:`~serfcast.errors.RemoteProtocolError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -37,14 +37,17 @@ __all__ = [
     "U32",
     "U64",
     "Field",
+    "FieldReader",
     "Kind",
     "decode_str",
     "describe",
     "encode_str",
+    "field_readers",
     "list_of",
     "nested",
     "optional",
     "pack",
+    "read_fields",
     "read_struct",
     "str_map",
     "unpack_one",
@@ -244,13 +247,45 @@ def read_struct(value: Any, fields: Mapping[bytes, Field], what: str) -> dict[st
     Fields that are absent get no entry, so the class defaults (Go's zero values)
     apply. Keys match Go field names exactly; anything else is skipped, as in Go.
     """
+    readers = {
+        key: (field.attr, field.kind.decode, f"{what}.{field.go_name}")
+        for key, field in fields.items()
+    }
+    return read_fields(value, readers, what)
+
+
+#: A field made ready for decoding: attribute name, decoder and error label.
+FieldReader = tuple[str, Callable[[Any, str], Any], str]
+
+
+def field_readers(fields: Iterable[Field], what: str) -> dict[bytes, FieldReader]:
+    """Prepare a struct's fields once for :func:`read_fields`."""
+    return {
+        encode_str(field.go_name): (
+            field.attr,
+            field.kind.decode,
+            f"{what}.{field.go_name}",
+        )
+        for field in fields
+    }
+
+
+def read_fields(
+    value: Any, readers: Mapping[bytes, FieldReader], what: str
+) -> dict[str, Any]:
+    """:func:`read_struct` for fields prepared by :func:`field_readers`.
+
+    Messages are decoded by the thousand per second, so the per-field work is
+    kept to a lookup and a call: labels and attribute chains are built up front.
+    """
     if not isinstance(value, dict):
         raise _fail(what, "a map", value)
     kwargs: dict[str, Any] = {}
     for key, item in value.items():
-        field = fields.get(key) if isinstance(key, bytes) else None
-        if field is not None:
-            kwargs[field.attr] = field.kind.decode(item, f"{what}.{field.go_name}")
+        reader = readers.get(key) if isinstance(key, bytes) else None
+        if reader is not None:
+            attr, decode, label = reader
+            kwargs[attr] = decode(item, label)
     return kwargs
 
 

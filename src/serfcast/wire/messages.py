@@ -104,7 +104,7 @@ class Struct:
     __slots__ = ()
     TYPE: ClassVar[int]
     FIELDS: ClassVar[tuple[Field, ...]]
-    _BY_KEY: ClassVar[dict[bytes, Field]]
+    _READERS: ClassVar[dict[bytes, gm.FieldReader]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,7 +112,9 @@ class Struct:
         if fields is not None:
             names = [f.go_name for f in fields]
             assert names == sorted(names), f"{cls.__name__}: keep Go names sorted"
-            cls._BY_KEY = {gm.encode_str(f.go_name): f for f in fields}
+        if hasattr(cls, "FIELDS"):
+            # Built per class, inherited fields too: error labels name the class.
+            cls._READERS = gm.field_readers(cls.FIELDS, cls.__name__)
 
     def to_go(self) -> dict[str, Any]:
         """The map Go would write, keys in Go's order."""
@@ -129,7 +131,7 @@ class Struct:
     @classmethod
     def from_go(cls, value: Any) -> Self:
         """Build the message from an already decoded msgpack map."""
-        return cls(**gm.read_struct(value, cls._BY_KEY, cls.__name__))
+        return cls(**gm.read_fields(value, cls._READERS, cls.__name__))
 
     @classmethod
     def decode_body(cls, body: bytes) -> Self:
