@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -95,9 +96,10 @@ def _decode_parser(sub: Any) -> None:
 def _read_input(source: str) -> bytes:
     if source == "-":
         return sys.stdin.buffer.read()
-    path = Path(source)
-    if path.is_file():
-        return path.read_bytes()
+    # os.path.isfile, unlike Path.is_file, answers False for a hex argument that
+    # is too long to be a file name instead of raising.
+    if os.path.isfile(source):
+        return Path(source).read_bytes()
     return source.encode()
 
 
