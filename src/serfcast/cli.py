@@ -99,7 +99,10 @@ def _read_input(source: str) -> bytes:
     # os.path.isfile, unlike Path.is_file, answers False for a hex argument that
     # is too long to be a file name instead of raising.
     if os.path.isfile(source):
-        return Path(source).read_bytes()
+        try:
+            return Path(source).read_bytes()
+        except OSError as exc:
+            raise LocalProtocolError(f"cannot read {source}: {exc.strerror}") from None
     return source.encode()
 
 

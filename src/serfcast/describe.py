@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from serfcast.errors import RemoteProtocolError
+from serfcast.errors import DecryptionError, RemoteProtocolError
 from serfcast.wire.frames import Compound, Compressed, Frame, Malformed, UserMsg
 from serfcast.wire.keyring import Keyring
 from serfcast.wire.messages import MessageType, Struct
-from serfcast.wire.packet import Packet, decode_packet
+from serfcast.wire.packet import Packet, decode_packet, split_label
 from serfcast.wire.stream import PushPull, StreamDecoder, StreamFrame
 
 __all__ = ["describe_datagram", "describe_stream", "show_bytes"]
@@ -99,14 +99,25 @@ def _packet_path(packet: Packet) -> dict[str, Any]:
     }
 
 
+def _decode_maybe_plain(data: bytes, keyring: Keyring | None, label: bytes) -> Packet:
+    # With keys given, a packet that does not decrypt is shown as plaintext only
+    # when it cannot be ciphertext: byte 0 of a sealed packet is its version, 0 or
+    # 1, and guessing there would turn a wrong key into fake messages.
+    try:
+        return decode_packet(data, keyring=keyring, label=label)
+    except DecryptionError:
+        _, rest = split_label(data)
+        if rest[:1] in (b"\x00", b"\x01"):
+            raise
+        return decode_packet(data, label=label)
+
+
 def describe_datagram(
     data: bytes, keyring: Keyring | None = None, label: bytes = b""
 ) -> list[dict[str, Any]]:
     """Every message in one UDP datagram, or one entry with an ``error`` key."""
     try:
-        packet = decode_packet(
-            data, keyring=keyring, label=label, verify_incoming=False
-        )
+        packet = _decode_maybe_plain(data, keyring, label)
     except RemoteProtocolError as exc:
         return [{"path": {"transport": "udp"}, "error": str(exc), "raw": data.hex()}]
     return list(_walk(packet.frame, _packet_path(packet)))

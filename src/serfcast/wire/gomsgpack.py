@@ -126,8 +126,13 @@ class Kind:
 
 
 def _fail(what: str, expected: str, value: Any) -> RemoteProtocolError:
-    shown = type(value).__name__ if not isinstance(value, int | bytes) else repr(value)
-    return RemoteProtocolError(f"{what}: expected {expected}, got {shown[:60]}")
+    if isinstance(value, bytes):
+        shown = repr(value[:40])  # cut before repr: the value may be megabytes
+    elif isinstance(value, int):
+        shown = repr(value)
+    else:
+        shown = type(value).__name__
+    return RemoteProtocolError(f"{what}: expected {expected}, got {shown}")
 
 
 def _read_raw(value: Any, what: str) -> bytes:
