@@ -2,6 +2,7 @@
 
 from serfcast.errors import (
     DecryptionError,
+    EventTooLargeError,
     LimitExceededError,
     LocalProtocolError,
     RemoteProtocolError,
@@ -10,6 +11,7 @@ from serfcast.errors import (
 
 __all__ = [
     "DecryptionError",
+    "EventTooLargeError",
     "LimitExceededError",
     "LocalProtocolError",
     "RemoteProtocolError",

@@ -8,8 +8,11 @@ gets a :class:`LocalProtocolError` whose message says what to do instead.
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "DecryptionError",
+    "EventTooLargeError",
     "LimitExceededError",
     "LocalProtocolError",
     "RemoteProtocolError",
@@ -35,3 +38,28 @@ class DecryptionError(RemoteProtocolError):
 
 class LocalProtocolError(SerfcastError):
     """The caller asked for something that cannot be sent or configured."""
+
+
+class EventTooLargeError(LocalProtocolError):
+    """A user event is over the configured size limit; nothing was sent.
+
+    The message is Serf's own wording, so tools that match on it keep working.
+    ``stage`` says which of Serf's two checks failed: the raw name plus payload
+    length (``"before encoding"``) or the whole encoded message, type byte
+    included (``"after encoding"``). ``size`` is the length that was measured.
+    """
+
+    def __init__(
+        self, limit: int, size: int, stage: Literal["before encoding", "after encoding"]
+    ) -> None:
+        prefix = "encoded " if stage == "after encoding" else ""
+        super().__init__(
+            f"{prefix}user event exceeds configured limit of {limit} bytes {stage}"
+        )
+        self.limit = limit
+        self.size = size
+        self.stage = stage
+
+    def __reduce__(self) -> tuple[type[EventTooLargeError], tuple[int, int, str]]:
+        # The default would call the class with the message alone, which fails.
+        return type(self), (self.limit, self.size, self.stage)
