@@ -70,9 +70,15 @@ utf8_events = st.builds(
 @given(utf8_events)
 def test_encoding_follows_consuls_profile(event: ConsulEvent) -> None:
     # For UTF-8 text, Python's msgpack with bin types writes Consul's layout.
-    fields = {"ID": event.id, "n": event.name, "nf": event.node_filter}
-    fields |= {"p": event.payload, "sf": event.service_filter, "tf": event.tag_filter}
-    kept = {k: v for k, v in fields.items() if v or k in ("ID", "n")}
+    fields: dict[str, str | bytes] = {
+        "ID": event.id,
+        "n": event.name,
+        "nf": event.node_filter,
+        "p": event.payload,
+        "sf": event.service_filter,
+        "tf": event.tag_filter,
+    }
+    kept: dict[str, object] = {k: v for k, v in fields.items() if v or k in ("ID", "n")}
     kept["v"] = event.version
     assert event.encode_payload() == msgpack.packb(kept, use_bin_type=True)
 
