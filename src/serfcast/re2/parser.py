@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Final, NoReturn
 
 from serfcast.re2 import classes as cc
+from serfcast.re2 import lexemes as lx
 from serfcast.re2 import nodes
 from serfcast.re2.classes import Ranges
 from serfcast.re2.errors import BadRegexpError
@@ -42,12 +43,6 @@ _REFUSED: Final = (
     "is not supported by Go's RE2 syntax, and Go programs such as Consul agents "
     "would reject the expression"
 )
-_ALNUM: Final = frozenset(
-    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-)
-_OCTAL: Final = frozenset("01234567")
-_HEX: Final = frozenset("0123456789abcdefABCDEF")
-_CONTROL: Final = {"a": 7, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +200,7 @@ class _Parser:
         if end < 0:
             self._fail(self.pos, "named group (?P<name> is missing its closing >")
         name = self.expr[self.pos + 4 : end]
-        if not name or not set(name) <= _ALNUM | {"_"}:
+        if not name or not set(name) <= lx.ALNUM | {"_"}:
             self._fail(
                 self.pos,
                 f"invalid group name {name!r}: Go allows only ASCII letters, digits "
@@ -235,12 +230,13 @@ class _Parser:
             if rest.startswith(prefix):
                 self._refuse(self.pos, construct, advice)
         if rest.startswith("(?<"):
-            self._refuse(
+            self._fail(
                 self.pos,
-                "named group (?<name>...) (accepted only since Go 1.22)",
-                "write (?P<name>...), which every Go release accepts",
+                "named group (?<name>...) is accepted only since Go 1.22, so older "
+                "Consul agents would reject it; write (?P<name>...), which every Go "
+                "release accepts",
             )
-        if len(rest) > 2 and (rest[2].isdigit() or rest[2:4] in _RELATIVE):
+        if len(rest) > 2 and (rest[2].isdigit() or rest[2:4] in lx.RELATIVE):
             self._refuse(self.pos, f"recursion {rest[:4]!r}", "Go has no recursion")
 
     def _bad_flag(self, index: int, char: str) -> NoReturn:
@@ -262,7 +258,7 @@ class _Parser:
             low, high = {"*": (0, -1), "+": (1, -1), "?": (0, 1)}[char]
             end = start + 1
         else:
-            parsed = _parse_braces(self.expr, start)
+            parsed = lx.parse_braces(self.expr, start)
             if parsed is None:  # not a count after all: { is an ordinary character
                 self._push(nodes.literal(ord("{"), bool(self.flags & FOLD)))
                 self.pos += 1
@@ -349,14 +345,14 @@ class _Parser:
                 return self._posix_class(index, end + 2, positive, negated)
         if expr.startswith(("\\p", "\\P"), index):
             index, ranges, negative = self._unicode_class(index)
-            _collect(positive, negated, ranges, negative)
+            lx.collect(positive, negated, ranges, negative)
             return index
         if (
             expr.startswith("\\", index)
             and expr[index + 1 : index + 2] in cc.PERL_CLASSES
         ):
             negative, ranges = cc.PERL_CLASSES[expr[index + 1]]
-            _collect(positive, negated, ranges, negative)
+            lx.collect(positive, negated, ranges, negative)
             return index + 2
         low, index = self._class_char(index, start)
         high = low
@@ -388,7 +384,7 @@ class _Parser:
         if ranges is None:
             known = ", ".join(sorted(cc.POSIX_CLASSES))
             self._fail(index, f"unknown POSIX class {text}; Go knows {known}")
-        _collect(positive, negated, ranges, name.startswith("^"))
+        lx.collect(positive, negated, ranges, name.startswith("^"))
         return end
 
     def _class_char(self, index: int, start: int) -> tuple[int, int]:
@@ -489,16 +485,18 @@ class _Parser:
         if index + 1 >= len(expr):
             self._fail(index, "trailing backslash at the end of the expression")
         char = expr[index + 1]
-        if char.isascii() and char not in _ALNUM:
+        if char.isascii() and char not in lx.ALNUM:
             return ord(char), index + 2
-        if char in _OCTAL and (char == "0" or expr[index + 2 : index + 3] in _OCTAL):
-            return _octal(expr, index + 1)
+        if char in lx.OCTAL and (
+            char == "0" or expr[index + 2 : index + 3] in lx.OCTAL
+        ):
+            return lx.parse_octal(expr, index + 1)
         if char == "x":
-            parsed = _hex(expr, index + 2)
+            parsed = lx.parse_hex(expr, index + 2)
             if parsed is not None:
                 return parsed
-        if char in _CONTROL:
-            return _CONTROL[char], index + 2
+        if char in lx.CONTROL:
+            return lx.CONTROL[char], index + 2
         self._bad_escape(index, char, in_class)
 
     def _bad_escape(self, index: int, char: str, in_class: bool) -> NoReturn:
@@ -507,109 +505,11 @@ class _Parser:
             self._refuse(
                 index, f"backreference {text}", "Go cannot match repeated text"
             )
-        advice = _ESCAPE_ADVICE.get(char)
+        advice = lx.ESCAPE_ADVICE.get(char)
         if in_class and char in "bABzQ":
-            advice = _CLASS_ESCAPE_ADVICE.get(char, "it is not allowed in a class")
+            advice = lx.CLASS_ESCAPE_ADVICE.get(char, "it is not allowed in a class")
         if char == "x":
-            advice = "write \\x and two hex digits, or \\x{...} with 1 to 6"
+            advice = "write \\x and two hex digits, or \\x{...} up to 10FFFF"
         if advice is None:
             advice = "remove the backslash or escape only punctuation"
         self._fail(index, f"invalid escape {text}: {advice}")
-
-
-def _collect(
-    positive: list[tuple[int, int]],
-    negated: list[Ranges],
-    ranges: Ranges,
-    negative: bool,
-) -> None:
-    """Add a named set to a class being built, as-is or as a negated part."""
-    if negative:
-        negated.append(ranges)
-    else:
-        positive.extend(ranges)
-
-
-_RELATIVE: Final = frozenset({"+1", "+2", "+3", "-1", "-2", "-3"})
-
-_ESCAPE_ADVICE: Final = {
-    "Z": "Go has no \\Z; use \\z for the end of the text",
-    "G": "Go has no \\G (end of the previous match)",
-    "K": "Go has no \\K (match reset)",
-    "k": "Go has no backreferences",
-    "g": "Go has no backreferences",
-    "u": "write \\x{hhhh} for a code point",
-    "U": "write \\x{hhhhhh} for a code point",
-    "e": "write \\x1b for escape",
-    "c": "write the control character with \\x, e.g. \\x01",
-    "h": "write [\\t ] for horizontal space",
-    "R": "write (?:\\r\\n|\\n) for a line break",
-    "X": "Go has no \\X (grapheme cluster)",
-    "N": "write [^\\n] for any character but newline",
-    "o": "write \\x{...} for a code point",
-    "E": "\\E only ends a \\Q...\\E quote",
-}
-
-_CLASS_ESCAPE_ADVICE: Final = {
-    "b": "Go has no backspace escape [\\b]; write \\x08",
-    "A": "\\A is a position, not a character, so it cannot be in a class",
-    "z": "\\z is a position, not a character, so it cannot be in a class",
-    "B": "\\B is a position, not a character, so it cannot be in a class",
-    "Q": "\\Q...\\E quotes are not allowed inside a class",
-}
-
-
-def _parse_braces(expr: str, start: int) -> tuple[int, int, int] | None:
-    """``{n}``, ``{n,}`` or ``{n,m}`` at ``start``: (low, high or -1, end), else None.
-
-    Go treats anything else, such as ``{,5}`` or ``{05}``, as literal text. A
-    number of nine digits or more reads as -1, which the caller refuses.
-    """
-    low, index = _decimal(expr, start + 1)
-    if low is None or index >= len(expr):
-        return None
-    high = low
-    if expr[index] == ",":
-        if expr.startswith("}", index + 1):
-            high, index = -1, index + 1
-        else:
-            parsed, index = _decimal(expr, index + 1)
-            if parsed is None:
-                return None
-            high = parsed
-            low = -1 if parsed < 0 else low
-    if not expr.startswith("}", index):
-        return None
-    return low, high, index + 1
-
-
-def _decimal(expr: str, start: int) -> tuple[int | None, int]:
-    end = start
-    while end < len(expr) and expr[end] in "0123456789":
-        end += 1
-    digits = expr[start:end]
-    if not digits or (len(digits) > 1 and digits[0] == "0"):
-        return None, start
-    return (int(digits) if len(digits) <= 8 else -1), end
-
-
-def _octal(expr: str, start: int) -> tuple[int, int]:
-    end = start + 1
-    while end < start + 3 and expr[end : end + 1] in _OCTAL:
-        end += 1
-    return int(expr[start:end], 8), end
-
-
-def _hex(expr: str, start: int) -> tuple[int, int] | None:
-    """The code after ``\\x`` at ``start``: two hex digits or ``{...}``."""
-    if expr.startswith("{", start):
-        end = expr.find("}", start)
-        digits = expr[start + 1 : end] if end > 0 else ""
-        if not digits or not set(digits) <= _HEX:
-            return None
-        value = int(digits, 16)
-        return (value, end + 1) if value <= cc.MAX_RUNE else None
-    digits = expr[start : start + 2]
-    if len(digits) == 2 and set(digits) <= _HEX:
-        return int(digits, 16), start + 2
-    return None
