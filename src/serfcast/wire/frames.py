@@ -18,6 +18,7 @@ spoiling its siblings, because Go also handles the other parts.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -49,6 +50,7 @@ __all__ = [
     "UserMsg",
     "compress_frame",
     "decode_frame",
+    "encode_compound",
     "encode_frame",
     "iter_messages",
 ]
@@ -127,12 +129,16 @@ def encode_frame(frame: Frame) -> bytes:
 
 
 def _encode_compound(parts: tuple[Frame, ...]) -> bytes:
-    if not 1 <= len(parts) <= SAFE_COMPOUND_PARTS:
+    return encode_compound([encode_frame(part) for part in parts])
+
+
+def encode_compound(blobs: Sequence[bytes]) -> bytes:
+    """A compound frame around already encoded parts."""
+    if not 1 <= len(blobs) <= SAFE_COMPOUND_PARTS:
         raise LocalProtocolError(
-            f"a compound holds 1 to {SAFE_COMPOUND_PARTS} parts, not {len(parts)} "
+            f"a compound holds 1 to {SAFE_COMPOUND_PARTS} parts, not {len(blobs)} "
             "(older memberlist misreads more); split the messages over packets"
         )
-    blobs = [encode_frame(part) for part in parts]
     too_big = [len(b) for b in blobs if len(b) > MAX_PART_LEN]
     if too_big:
         raise LocalProtocolError(
