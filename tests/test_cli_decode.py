@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from serfcast.cli import main
+from serfcast.serf.messages import Join, PushPullState, UserEvent
 from serfcast.wire.frames import UserMsg
 from serfcast.wire.keyring import Keyring, generate_key
 from serfcast.wire.messages import PROTOCOL_VSN, Ack, Alive, Ping
@@ -65,15 +66,16 @@ def test_hex_argument(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_long_hex_argument_is_not_taken_for_a_file_name() -> None:
     # Longer than any file name may be: checking for such a file must not fail.
-    status, records = run(["decode", UserMsg(b"x" * 300).encode().hex()])
+    event = UserEvent(1, "x", b"x" * 300).encode()
+    status, records = run(["decode", UserMsg(event).encode().hex()])
     assert status == 0
-    assert records[0]["fields"]["Payload"]["len"] == 300
+    assert records[0]["fields"]["Payload"]["len"] == len(event) > 300
 
 
 def test_hex_lines_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     packets = [
         PING.encode(),
-        build_packet([Ack(7, b"coord"), UserMsg(b"hi")], crc=True),
+        build_packet([Ack(7, b"coord"), UserMsg(Join(1, "hi").encode())], crc=True),
         encode_packet(Alive(3, "node-c", vsn=PROTOCOL_VSN), label=b"lbl"),
     ]
     lines = [
@@ -96,7 +98,7 @@ def test_hex_lines_on_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_stream_hex() -> None:
-    message = PushPull(join=True, user_state=b"state")
+    message = PushPull(join=True, user_state=PushPullState(ltime=3).encode())
     status, records = run(["decode", "-stream", encode_stream(message).hex()])
     assert status == 0
     [record] = records
@@ -108,7 +110,7 @@ def test_stream_hex() -> None:
         "compressed": 1,
     }
     assert record["fields"]["Join"] is True
-    assert record["fields"]["UserState"]["text"] == "state"
+    assert record["fields"]["UserState"]["fields"]["LTime"] == 3
 
 
 def test_undecodable_packet_is_an_error_line() -> None:

@@ -19,6 +19,8 @@ from serfcast.errors import LocalProtocolError, SerfcastError
 
 __all__ = ["main"]
 
+#: A record holding any of these did not decode completely.
+_ERROR_KEYS = frozenset({"error", "serf_error", "consul_error"})
 _PCAP_MAGICS = (
     b"\xd4\xc3\xb2\xa1",
     b"\xa1\xb2\xc3\xd4",
@@ -72,7 +74,9 @@ def _decode_parser(sub: Any) -> None:
         help="decode memberlist/Serf traffic from hex or a pcap file",
         description="Print one JSON object per decoded message. Input is hex "
         "(argument, or standard input with '-' or no argument; one packet per "
-        "line) or a pcap file.",
+        "line) or a pcap file. The Serf (and Consul) content of user messages "
+        "and push/pull state is shown too; the exit status is 1 when any layer "
+        "failed to decode (an error, serf_error or consul_error key).",
     )
     parser.add_argument("input", nargs="?", default="-", help="hex, a file, or -")
     _keyring_flags(parser)
@@ -138,7 +142,7 @@ def _run_decode(args: argparse.Namespace, out: TextIO) -> int:
             records.extend(describer(packet, keyring, label))
     for record in records:
         out.write(json.dumps(record) + "\n")
-    return 1 if any("error" in record for record in records) else 0
+    return 1 if any(_ERROR_KEYS & record.keys() for record in records) else 0
 
 
 def _decode_pcap(

@@ -3,7 +3,8 @@
 This is what ``serfcast decode`` prints: one object per message, with the framing
 path that led to it (label, encryption, CRC, compression, compound position), the
 memberlist type and the fields under Go's own names. Byte fields are shown as hex
-and, when they are printable, also as text.
+and, when they are printable, also as text. User messages and push/pull user
+state are also decoded as Serf (see :mod:`serfcast.describe_serf`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from serfcast.describe_serf import describe_user_message, describe_user_state
+from serfcast.describe_values import go_fields, show_bytes
 from serfcast.errors import DecryptionError, RemoteProtocolError
 from serfcast.wire.frames import Compound, Compressed, Frame, Malformed, UserMsg
 from serfcast.wire.keyring import Keyring
@@ -34,42 +37,21 @@ _TYPE_NAMES: dict[int, str] = {
 }
 
 
-def show_bytes(data: bytes) -> dict[str, Any]:
-    """Bytes as hex, plus text when every byte is printable."""
-    shown: dict[str, Any] = {"hex": data.hex(), "len": len(data)}
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return shown
-    if text.isprintable():
-        shown["text"] = text
-    return shown
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return show_bytes(value)
-    if isinstance(value, Struct):
-        return _fields(value)
-    return value
-
-
-def _fields(message: Struct) -> dict[str, Any]:
-    return {f.go_name: _value(getattr(message, f.attr)) for f in message.FIELDS}
-
-
 def _describe_message(message: Struct | UserMsg | PushPull) -> dict[str, Any]:
     if isinstance(message, UserMsg):
-        return {"type": "user", "fields": {"Payload": show_bytes(message.payload)}}
+        payload = {"Payload": show_bytes(message.payload)}
+        serf = describe_user_message(message.payload)
+        return {"type": "user", "fields": payload, **serf}
     if isinstance(message, PushPull):
-        fields = {
+        state, extra = describe_user_state(message.user_state)
+        fields: dict[str, Any] = {
             "Join": message.join,
-            "Nodes": [_fields(node) for node in message.nodes],
+            "Nodes": [go_fields(node) for node in message.nodes],
             "UserStateLen": len(message.user_state),
-            "UserState": show_bytes(message.user_state),
+            "UserState": state,
         }
-        return {"type": "pushPull", "fields": fields}
-    return {"type": _TYPE_NAMES[message.TYPE], "fields": _fields(message)}
+        return {"type": "pushPull", "fields": fields, **extra}
+    return {"type": _TYPE_NAMES[message.TYPE], "fields": go_fields(message)}
 
 
 def _walk(frame: Frame, path: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -115,7 +97,10 @@ def _decode_maybe_plain(data: bytes, keyring: Keyring | None, label: bytes) -> P
 def describe_datagram(
     data: bytes, keyring: Keyring | None = None, label: bytes = b""
 ) -> list[dict[str, Any]]:
-    """Every message in one UDP datagram, or one entry with an ``error`` key."""
+    """Every message in one UDP datagram, or one entry with an ``error`` key.
+
+    A message whose Serf layer did not decode has a ``serf_error`` key.
+    """
     try:
         packet = _decode_maybe_plain(data, keyring, label)
     except RemoteProtocolError as exc:
