@@ -51,10 +51,18 @@ def serf_pool_factory(tmp_path: Path) -> Iterator[SerfPoolFactory]:
         encrypt: str | None = None,
         tags: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
+        agent_tags: Sequence[Mapping[str, str]] = (),
+        query_response: str | None = None,
     ) -> SerfPool:
         workdir = tmp_path / f"pool{len(pools)}"
         pool = SerfPool(
-            versions, workdir, encrypt=encrypt, tags=tags, extra_args=extra_args
+            versions,
+            workdir,
+            encrypt=encrypt,
+            tags=tags,
+            extra_args=extra_args,
+            agent_tags=agent_tags,
+            query_response=query_response,
         )
         pools.append(pool)
         pool.start()

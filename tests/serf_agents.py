@@ -8,7 +8,8 @@ Every agent gets a small ``/bin/sh`` event handler that appends one line per inv
 to a per-agent file: the event type, the two Lamport times, and then, as hex, the node
 name, user event name, query name and the handler's stdin separated by NUL bytes (an
 environment variable cannot hold a NUL, so the split is unambiguous). Reading that file
-gives :class:`HandlerEvent` records.
+gives :class:`HandlerEvent` records. For a query, the handler also prints the agent's
+``query_response`` (if it has one), which the agent sends back as its response.
 
 Every wait is bounded, and agents are only ever signalled through their own PID.
 """
@@ -125,6 +126,10 @@ hex=$( { printf '%s\\0%s\\0%s\\0' "$SERF_SELF_NAME" "$SERF_USER_EVENT" \\
     "$SERF_QUERY_NAME"; cat; } | od -An -v -tx1 | tr -d ' \\n')
 printf '%s\\t%s\\t%s\\t%s\\n' "$SERF_EVENT" "$SERF_USER_LTIME" "$SERF_QUERY_LTIME" \\
     "$hex" >> "$SERFCAST_HANDLER_LOG"
+# Whatever a query handler prints is the agent's response to the query.
+if [ "$SERF_EVENT" = query ] && [ -n "$SERFCAST_QUERY_RESPONSE" ]; then
+    printf '%s' "$SERFCAST_QUERY_RESPONSE"
+fi
 """
 
 
@@ -219,6 +224,7 @@ class SerfAgent:
         tags: Mapping[str, str] | None = None,
         join: Sequence[str] = (),
         extra_args: Sequence[str] = (),
+        query_response: str | None = None,
     ) -> None:
         self.version = version
         self.binary = serf_binary(version)
@@ -230,6 +236,8 @@ class SerfAgent:
         self.tags = dict(tags or {})
         self.join = list(join)
         self.extra_args = list(extra_args)
+        #: What this agent's handler prints for a query: its response (None: none).
+        self.query_response = query_response
         self.log_path = workdir / f"{name}.log"
         self.handler_log_path = workdir / f"{name}.events"
         self._process: subprocess.Popen[bytes] | None = None
@@ -274,6 +282,9 @@ class SerfAgent:
             raise AgentError(f"{self!r} was already started")
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, SERFCAST_HANDLER_LOG=str(self.handler_log_path))
+        env.pop("SERFCAST_QUERY_RESPONSE", None)
+        if self.query_response is not None:
+            env["SERFCAST_QUERY_RESPONSE"] = self.query_response
         with self.log_path.open("wb") as log:
             # A new session keeps a terminal's Ctrl-C away from it: the harness alone
             # decides how each agent stops.
@@ -444,6 +455,9 @@ class SerfPool:
 
     ``versions`` gives each agent's serf version, so a mixed pool is just a mixed list.
     Agent i is named ``<prefix><i>``; agent 0 is the seed every other agent joins.
+    Every agent gets ``tags``; agent i also gets ``agent_tags[i]`` when there is one
+    (it wins over ``tags``). ``query_response``, if given, is what each agent answers
+    to a query, with ``{name}`` replaced by the agent's name.
     """
 
     def __init__(
@@ -455,15 +469,23 @@ class SerfPool:
         tags: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
         prefix: str = "n",
+        agent_tags: Sequence[Mapping[str, str]] = (),
+        query_response: str | None = None,
     ) -> None:
         if not versions:
             raise ValueError("a pool needs at least one agent version")
+        if len(agent_tags) > len(versions):
+            raise ValueError(
+                f"{len(agent_tags)} agent_tags entries for {len(versions)} agents"
+            )
         self.versions = list(versions)
         self.workdir = workdir
         self.encrypt = encrypt
         self.tags = dict(tags or {})
         self.extra_args = list(extra_args)
         self.prefix = prefix
+        self.agent_tags = [dict(tags) for tags in agent_tags]
+        self.query_response = query_response
         self.agents: list[SerfAgent] = []
 
     def __enter__(self) -> SerfPool:
@@ -517,14 +539,20 @@ class SerfPool:
         stop_agents(self.agents, graceful)
 
     def _add_agent(self, version: str, join: Sequence[str]) -> SerfAgent:
+        index = len(self.agents)
+        name = f"{self.prefix}{index}"
+        own_tags = self.agent_tags[index] if index < len(self.agent_tags) else {}
+        template = self.query_response
+        response = None if template is None else template.replace("{name}", name)
         agent = SerfAgent(
             version,
-            f"{self.prefix}{len(self.agents)}",
+            name,
             self.workdir,
             encrypt=self.encrypt,
-            tags=self.tags,
+            tags={**self.tags, **own_tags},
             join=join,
             extra_args=self.extra_args,
+            query_response=response,
         )
         self.agents.append(agent)
         agent.start()
@@ -541,4 +569,6 @@ class SerfPoolFactory(Protocol):
         encrypt: str | None = None,
         tags: Mapping[str, str] | None = None,
         extra_args: Sequence[str] = (),
+        agent_tags: Sequence[Mapping[str, str]] = (),
+        query_response: str | None = None,
     ) -> SerfPool: ...

@@ -162,6 +162,36 @@ def test_handler_records_exactly(tmp_path: Path, stdin: bytes) -> None:
     assert parse_handler_log(log.read_bytes()) == [expected, expected]
 
 
+@pytest.mark.parametrize("response", ["resp-from-n0", ""], ids=["set", "empty"])
+def test_handler_prints_the_query_response(tmp_path: Path, response: str) -> None:
+    log = tmp_path / "events"
+    env = dict(
+        os.environ,
+        SERFCAST_HANDLER_LOG=str(log),
+        SERFCAST_QUERY_RESPONSE=response,
+        SERF_SELF_NAME="n0",
+        SERF_QUERY_NAME="whoami",
+        SERF_QUERY_LTIME="7",
+    )
+    handler = str(write_handler(tmp_path))
+    printed = {}
+    for event in ("query", "user"):
+        done = subprocess.run(
+            [handler],
+            input=b"q",
+            env={**env, "SERF_EVENT": event},
+            timeout=10,
+            capture_output=True,
+            check=True,
+        )
+        printed[event] = done.stdout
+    # Only a query handler answers; the recording is the same either way.
+    assert printed == {"query": response.encode(), "user": b""}
+    (query, user) = parse_handler_log(log.read_bytes())
+    assert (query.event, query.query_name, query.query_ltime) == ("query", "whoami", 7)
+    assert query.payload == b"q" and user.event == "user"
+
+
 def test_handler_log_ignores_an_unfinished_line() -> None:
     complete = b"member-join\t\t\t" + b"n0\0\0\0".hex().encode() + b"\n"
     (event,) = parse_handler_log(complete + b"user\t3\t\t6e")
