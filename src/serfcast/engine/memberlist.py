@@ -206,10 +206,7 @@ class Memberlist:
                 f"node meta is {len(meta)} bytes; the limit is {META_MAX_SIZE}"
             )
         self.incarnation = 1
-        alive = Alive(
-            1, self.name, self.advertise_addr, self.advertise_port, meta, self.vsn
-        )
-        self._alive_node(alive, now, bootstrap=True)
+        self._alive_node(self._own_alive(meta), now, bootstrap=True)
         self._next_probe = now + self.config.probe_interval
         self._next_gossip = now + self.config.gossip_interval
         self._next_push_pull = now + self._push_pull_interval()
@@ -241,7 +238,11 @@ class Memberlist:
         """Re-read our meta from the delegate and announce it with a new incarnation."""
         meta = self.delegate.node_meta(META_MAX_SIZE)
         self.incarnation += 1
-        alive = Alive(
+        alive = self._own_alive(meta)
+        self._alive_node(alive, now, bootstrap=True)
+
+    def _own_alive(self, meta: bytes) -> Alive:
+        return Alive(
             self.incarnation,
             self.name,
             self.advertise_addr,
@@ -249,7 +250,6 @@ class Memberlist:
             meta,
             self.vsn,
         )
-        self._alive_node(alive, now, bootstrap=True)
 
     def num_nodes(self) -> int:
         """Every node in the list, dead and left ones not yet reaped included."""
@@ -757,14 +757,7 @@ class Memberlist:
         self.awareness.apply_delta(1)
         meta = self.delegate.node_meta(META_MAX_SIZE)
         me.meta = meta
-        alive = Alive(
-            self.incarnation,
-            self.name,
-            self.advertise_addr,
-            self.advertise_port,
-            meta,
-            self.vsn,
-        )
+        alive = self._own_alive(meta)
         # Go keys this broadcast by address, not by name, so it does not replace
         # queued suspect or dead messages about us (see protocol-notes.md).
         self._broadcast(
