@@ -7,6 +7,7 @@ from serfcast.errors import (
     LocalProtocolError,
     RemoteProtocolError,
     SerfcastError,
+    TransportError,
 )
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "SerfcastError",
+    "TransportError",
 ]
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "SerfcastError",
+    "TransportError",
 ]
 
 
@@ -63,3 +64,19 @@ class EventTooLargeError(LocalProtocolError):
     def __reduce__(self) -> tuple[type[EventTooLargeError], tuple[int, int, str]]:
         # The default would call the class with the message alone, which fails.
         return type(self), (self.limit, self.size, self.stage)
+
+
+class TransportError(SerfcastError):
+    """A socket could not be bound or used; ``errno`` is the OS error number.
+
+    Drivers raise it for failures the caller must act on (the gossip port is
+    taken, the socket broke). Failures of single datagrams or streams are counted
+    and logged instead, as gossip is built to survive them.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+    def __reduce__(self) -> tuple[type[TransportError], tuple[str, int | None]]:
+        return type(self), (str(self), self.errno)
