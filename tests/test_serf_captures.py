@@ -50,7 +50,9 @@ from serfcast.serf.messages import (
     TagFilter,
     UserEvent,
     decode_filter,
+    decode_push_pull_state,
     decode_serf_message,
+    decode_user_message,
     encode_serf_message,
 )
 from serfcast.wire.frames import UserMsg, iter_messages
@@ -417,3 +419,12 @@ def test_captured_intents_and_event(raw_hex: str, expected: SerfMessage) -> None
     raw = bytes.fromhex(raw_hex)
     assert decode_serf_message(raw) == expected
     assert encode_serf_message(expected) == raw
+
+
+def test_push_pull_state_is_refused_as_a_user_message() -> None:
+    state = PushPullState(ltime=1, event_ltime=1, query_ltime=1).encode()
+    assert decode_push_pull_state(state) == decode_serf_message(state)
+    with pytest.raises(RemoteProtocolError, match="not valid as a user message"):
+        decode_user_message(state)
+    with pytest.raises(RemoteProtocolError, match="does not start with type 2"):
+        decode_push_pull_state(b"\x03" + state[1:])

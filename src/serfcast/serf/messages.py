@@ -51,7 +51,9 @@ __all__ = [
     "decode_filter",
     "decode_key_request",
     "decode_key_response",
+    "decode_push_pull_state",
     "decode_serf_message",
+    "decode_user_message",
     "encode_serf_message",
 ]
 
@@ -431,6 +433,24 @@ def decode_serf_message(data: bytes) -> SerfMessage:
     if isinstance(message, Query):
         _reject_crashers(message)
     return message  # type: ignore[no-any-return]
+
+
+def decode_user_message(data: bytes) -> SerfMessage:
+    """Decode a Serf message that arrived as a memberlist user message.
+
+    Push/pull state (type 2) only ever travels inside a memberlist push/pull;
+    Go drops it as an unknown type anywhere else, and so does this.
+    """
+    if data[:1] == bytes((SerfType.PUSH_PULL,)):
+        raise RemoteProtocolError("Serf push/pull state is not valid as a user message")
+    return decode_serf_message(data)
+
+
+def decode_push_pull_state(data: bytes) -> PushPullState:
+    """Decode the user state of a memberlist push/pull (``[2]`` then the map)."""
+    if data[:1] != bytes((SerfType.PUSH_PULL,)):
+        raise RemoteProtocolError("push/pull user state does not start with type 2")
+    return PushPullState.decode_body(data[1:])
 
 
 def _reject_crashers(query: Query) -> None:
