@@ -13,12 +13,14 @@ write an empty value as nil, which is what Go holds when it never set them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, ClassVar, Self
 
 from serfcast.errors import LocalProtocolError, RemoteProtocolError
 from serfcast.wire import gomsgpack as gm
+from serfcast.wire.fastdecode import build_decoder
 from serfcast.wire.gomsgpack import Field
 
 __all__ = [
@@ -104,7 +106,7 @@ class Struct:
     __slots__ = ()
     TYPE: ClassVar[int]
     FIELDS: ClassVar[tuple[Field, ...]]
-    _READERS: ClassVar[dict[bytes, gm.FieldReader]]
+    _decoder: ClassVar[Callable[[Any], Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -112,9 +114,6 @@ class Struct:
         if fields is not None:
             names = [f.go_name for f in fields]
             assert names == sorted(names), f"{cls.__name__}: keep Go names sorted"
-        if hasattr(cls, "FIELDS"):
-            # Built per class, inherited fields too: error labels name the class.
-            cls._READERS = gm.field_readers(cls.FIELDS, cls.__name__)
 
     def to_go(self) -> dict[str, Any]:
         """The map Go would write, keys in Go's order."""
@@ -131,7 +130,12 @@ class Struct:
     @classmethod
     def from_go(cls, value: Any) -> Self:
         """Build the message from an already decoded msgpack map."""
-        return cls(**gm.read_fields(value, cls._READERS, cls.__name__))
+        decoder = cls.__dict__.get("_decoder")
+        if decoder is None:
+            # Built on first use: the class must be a finished dataclass by then.
+            decoder = build_decoder(cls, cls.FIELDS)
+            cls._decoder = decoder
+        return decoder(value)  # type: ignore[no-any-return]
 
     @classmethod
     def decode_body(cls, body: bytes) -> Self:
