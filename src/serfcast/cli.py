@@ -36,6 +36,41 @@ def _flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> argparse
     )
 
 
+#: Boolean flags, which Go also accepts as ``-flag=true`` and ``-flag=false``.
+_BOOL_FLAGS: set[str] = set()
+_GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def _bool_flag(parser: argparse.ArgumentParser, name: str, text: str) -> None:
+    """Register a Go-style boolean flag: ``-name``, ``--name``, ``-name=false``."""
+    _flag(parser, name, action="store_true", help=text)
+    # -name=false is rewritten to this hidden flag (see _go_bool_args).
+    dest = name.replace("-", "_")
+    parser.add_argument(
+        f"--no-{name}", dest=dest, action="store_false", help=argparse.SUPPRESS
+    )
+    _BOOL_FLAGS.add(name)
+
+
+def _go_bool_args(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``-flag=value`` of boolean flags, which argparse cannot take."""
+    out: list[str] = []
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            return out + list(argv[index:])
+        flag, equals, value = arg.lstrip("-").partition("=")
+        if not (arg.startswith("-") and equals and flag in _BOOL_FLAGS):
+            out.append(arg)
+        elif value in _GO_TRUE | _GO_FALSE:
+            out.append(f"--{flag}" if value in _GO_TRUE else f"--no-{flag}")
+        else:
+            raise LocalProtocolError(
+                f"invalid boolean value {value!r} for -{flag}: use true or false"
+            )
+    return out
+
+
 def _keyring_flags(parser: argparse.ArgumentParser) -> None:
     _flag(
         parser,
@@ -190,9 +225,23 @@ def _run_keygen(args: argparse.Namespace, out: TextIO) -> int:
 
 
 # ----------------------------------------------------------------------------
+# serfcast event
 
 
-_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_decode_parser, _keygen_parser)
+def _event_parser(sub: Any) -> None:
+    from serfcast.cli_event import add_event_parser
+
+    add_event_parser(sub)
+
+
+# ----------------------------------------------------------------------------
+
+
+_SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    _decode_parser,
+    _keygen_parser,
+    _event_parser,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -209,7 +258,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    try:
+        args = parser.parse_args(_go_bool_args(sys.argv[1:] if argv is None else argv))
+    except LocalProtocolError as exc:
+        parser.error(str(exc))
     try:
         status: int = args.run(args, out or sys.stdout)
     except SerfcastError as exc:
@@ -221,4 +274,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this __main__ copy: subcommand modules import
+    # serfcast.cli, and its flag registry must be the one main() consults.
+    from serfcast.cli import main as _imported_main
+
+    sys.exit(_imported_main())
