@@ -245,12 +245,20 @@ def test_datacenter_and_token_are_refused(
     assert err.startswith("serfcast: ") and words in err and err.count("\n") == 1
 
 
-def test_member_mode_is_not_available_yet(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    status, out, err = run(["-member", "-name", "x"], capsys)
-    assert (status, out) == (2, "")
-    assert err.startswith("serfcast: -member is not available yet")
+def test_member_mode_unreachable_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    port = closed_port()
+    argv = ["-member", "-join", f"127.0.0.1:{port}", "-name", "x"]
+    status, out, err = run(argv, capsys)
+    assert status == 1 and out == ""
+    assert err.startswith(
+        f"serfcast: no seed answered, so nothing was sent: 127.0.0.1:{port}: "
+    )
+    assert "refused" in err and err.count("\n") == 1
+
+
+def test_member_mode_checks_before_joining(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(["-member", "-name", "x", "-node", "(?=a)"], capsys)
+    assert status == 1 and "look-ahead" in err
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,14 @@ The command runs as a separate process, as a user would run it, and never joins:
   a member handler) for us, and no agent logs an error or a warning;
 * a wrong key, a missing key, a key for a plain pool, and a seed nobody listens
   on each give their own one-line error, and nothing reaches any handler.
+
+With ``-member`` the command joins instead: the event reaches every handler
+once, and every agent logs our join and then our leave and lists us as left.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import subprocess
@@ -121,6 +125,37 @@ def test_event_reaches_every_handler_once_without_joining(
     names = {agent.name for agent in agents}
     assert [strangers(agent, names) for agent in agents] == [[], [], []]
     assert [complaints(agent) for agent in agents] == [[], [], []]
+
+
+def has_left(agent: SerfAgent, name: str) -> bool:
+    return agent.statuses().get(name) == "left"
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
+def test_member_mode_joins_fires_and_leaves(
+    serf_pool_factory: SerfPoolFactory, encrypted: bool
+) -> None:
+    key = serf_keygen() if encrypted else None
+    pool = serf_pool_factory(["0.9.4", "0.10.1", "0.10.1"], encrypt=key)
+    agents = pool.agents
+    base = ["-join", agents[0].bind_addr] + (["-encrypt", key] if key else [])
+
+    result = fired([*base, "-member", "-serf", "as-member", "joined"])
+    ours = str(result["member"])
+    wait_delivered(agents, ["as-member"])
+
+    for agent in agents:
+        (run,) = agent.user_events("as-member")
+        assert (run.payload_as_sent, run.user_ltime) == (b"joined", result["ltime"])
+        pool.wait_for(
+            functools.partial(has_left, agent, ours),
+            DELIVERY_TIMEOUT,
+            f"{agent.name} to list {ours} as left",
+        )
+        log = agent.log_text()
+        assert f"EventMemberJoin: {ours} " in log
+        assert f"EventMemberLeave: {ours} " in log
+        assert complaints(agent) == []
 
 
 @pytest.mark.parametrize("version", SERF_VERSIONS)

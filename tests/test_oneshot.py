@@ -262,6 +262,7 @@ def test_result_as_json() -> None:
         "tcp": ["a"],
         "udp": ["b"],
         "warnings": [],
+        "member": None,
     }
 
 

@@ -4,7 +4,8 @@ The flags are those of ``consul event`` (``-name``, ``-node``, ``-service``,
 ``-tag``) plus the gossip flags a non-member needs (``-join``, ``-encrypt``,
 ``-keyring-file``, ``-label``, ``-bind``). ``-serf`` fires a plain Serf event
 instead, as ``serf event`` would. Only :mod:`serfcast.oneshot` is imported to
-run it, so the command starts without any async library.
+run it, so the command starts without any async library; ``-member``, which
+joins the pool, fires and leaves, brings in the engine and trio.
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["add_event_parser"]
 
 _API_OVERRIDE: Final = "allow_reserved=True"
-#: The exit status for a mode this build cannot run.
-EXIT_UNAVAILABLE: Final = 2
 
 _NO_GOSSIP_EQUIVALENT: Final = {
     "datacenter": (
@@ -92,14 +91,6 @@ def _run_event(args: argparse.Namespace, out: TextIO) -> int:
     for name, why in _NO_GOSSIP_EQUIVALENT.items():
         if getattr(args, name) is not None:
             raise LocalProtocolError(why)
-    if args.member:
-        print(
-            "serfcast: -member is not available yet: it needs the member engine, "
-            "which this build does not have; fire without -member (the default "
-            "mode needs no join and leaves no member behind)",
-            file=sys.stderr,
-        )
-        return EXIT_UNAVAILABLE
     name, payload = _name_and_payload(args)
     try:
         result = _fire(args, name, payload)
@@ -157,4 +148,5 @@ def _fire(args: argparse.Namespace, name: str, payload: bytes) -> FireResult:
         allow_reserved=args.allow_reserved,
         timeout=args.timeout,
         bind=args.bind,
+        member=args.member,
     )

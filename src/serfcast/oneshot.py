@@ -87,7 +87,9 @@ class FireResult:
     ``serf_name`` is the name on the wire (``consul:event:`` + ``name`` for a
     Consul event). ``tcp`` and ``udp`` name the members that were handed the
     event directly; gossip takes it from them to the rest. ``members`` counts
-    the alive members the seed reported.
+    the alive members the seed reported. ``member`` is the name we joined
+    under when firing as a member (then ``tcp`` and ``udp`` are empty: our
+    own gossip carried the event).
     """
 
     event_id: str | None
@@ -99,6 +101,7 @@ class FireResult:
     tcp: tuple[str, ...]
     udp: tuple[str, ...]
     warnings: tuple[str, ...] = ()
+    member: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping of the result."""
@@ -112,6 +115,7 @@ class FireResult:
             "tcp": list(self.tcp),
             "udp": list(self.udp),
             "warnings": list(self.warnings),
+            "member": self.member,
         }
 
 
@@ -467,6 +471,7 @@ def fire_event_sync(
     timeout: float = 5.0,
     bind: str | None = None,
     size_limit: int = DEFAULT_USER_EVENT_SIZE_LIMIT,
+    member: bool = False,
 ) -> FireResult:
     """Fire one user event into a Serf or Consul pool without joining it.
 
@@ -482,6 +487,10 @@ def fire_event_sync(
     ``keyring_file`` a JSON list of keys as serf writes it, ``label`` the
     memberlist label. ``timeout`` bounds each seed's connection and reply;
     ``bind`` is a local ``host[:port]`` to send from.
+
+    With ``member=True`` it joins the pool instead, fires, waits until the
+    event has been gossiped, and leaves gracefully (the pool then lists a
+    ``left`` member); this runs trio in the calling thread.
 
     Raises :class:`~serfcast.errors.LocalProtocolError` for an event that cannot
     be sent (too large, with the payload budget; a bad filter; a reserved name:
@@ -504,13 +513,21 @@ def fire_event_sync(
     seeds = [
         parse_address(seed) for seed in ([join] if isinstance(join, str) else join)
     ]
+    keyring = make_keyring(encrypt, keyring_file)
+    local = None if bind is None else parse_address(bind, default_port=0)
+    if member:
+        from serfcast.member_fire import fire_as_member_sync
+
+        return fire_as_member_sync(
+            spec,
+            seeds,
+            keyring=keyring,
+            label=label.encode(),
+            bind=local,
+            timeout=timeout,
+        )
     return fire(
-        spec,
-        seeds,
-        keyring=make_keyring(encrypt, keyring_file),
-        label=label.encode(),
-        timeout=timeout,
-        bind=None if bind is None else parse_address(bind, default_port=0),
+        spec, seeds, keyring=keyring, label=label.encode(), timeout=timeout, bind=local
     )
 
 
@@ -531,6 +548,7 @@ async def fire_event(
     timeout: float = 5.0,
     bind: str | None = None,
     size_limit: int = DEFAULT_USER_EVENT_SIZE_LIMIT,
+    member: bool = False,
 ) -> FireResult:
     """:func:`fire_event_sync` for async code, run in a worker thread.
 
@@ -554,6 +572,7 @@ async def fire_event(
         timeout=timeout,
         bind=bind,
         size_limit=size_limit,
+        member=member,
     )
     if _under_trio():
         import trio
