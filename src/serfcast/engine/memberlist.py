@@ -629,7 +629,9 @@ class Memberlist:
         else:
             self.awareness.apply_delta(1)
         node = self.nodes.get(probe.target)
-        if node is not None and node.state == NodeState.ALIVE:
+        if node is not None:
+            # Also when the node is already suspect: our own failed probe is an
+            # independent confirmation that shortens the suspicion, as in Go.
             self._suspect_node(Suspect(node.incarnation, node.name, self.name), now)
 
     # ------------------------------------------------------------------------
