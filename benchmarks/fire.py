@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -44,13 +45,33 @@ PAYLOAD = "benchmark-payload"
 Fire = Callable[[str], None]
 
 
-def serfcast_fire(seed: SerfAgent) -> Fire:
+def serfcast_command() -> list[str]:
+    """The installed ``serfcast`` script beside this Python, else ``-m``."""
+    script = Path(sys.executable).with_name("serfcast")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "serfcast.cli"]
+
+
+def bytecode_env(cache: Path) -> dict[str, str]:
+    """The environment of an installed serfcast: compiled modules are cached.
+
+    pip compiles a package's modules when it installs it; a source checkout
+    run with ``PYTHONDONTWRITEBYTECODE`` would compile every module on every
+    start instead. The cache goes to a folder of this run, not the tree.
+    """
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=str(cache))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def serfcast_fire(seed: SerfAgent, env: dict[str, str]) -> Fire:
     """``serfcast event -serf`` in its own process, with the agent as seed."""
-    command = [sys.executable, "-m", "serfcast.cli", "event", "-serf"]
+    command = [*serfcast_command(), "event", "-serf", "-join", seed.bind_addr]
 
     def fire(name: str) -> None:
-        argv = [*command, "-join", seed.bind_addr, name, PAYLOAD]
-        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+        argv = [*command, name, PAYLOAD]
+        subprocess.run(argv, check=True, capture_output=True, timeout=30, env=env)
 
     return fire
 
@@ -66,32 +87,51 @@ def serf_fire(agent: SerfAgent) -> Fire:
     return fire
 
 
-def last_handler_ns(agents: Sequence[SerfAgent], name: str) -> int | None:
-    """When the last agent ran its handler for ``name``; None if one never did."""
+@dataclass(frozen=True)
+class Sample:
+    """One event, in seconds from the command's start (None: a handler missed)."""
+
+    command: float
+    first: float | None
+    last: float | None
+
+
+def handler_times_ns(agents: Sequence[SerfAgent], name: str) -> list[int] | None:
+    """When each agent ran its handler for ``name``; None if one never did.
+
+    Events are fired one at a time, so each log was last written for ``name``.
+    """
     deadline = time.monotonic() + DELIVERY_TIMEOUT
     while not all(agent.user_events(name) for agent in agents):
         if time.monotonic() > deadline:
             return None
         time.sleep(0.01)
-    return max(os.stat(agent.handler_log_path).st_mtime_ns for agent in agents)
+    return [os.stat(agent.handler_log_path).st_mtime_ns for agent in agents]
 
 
-def sample(fire: Fire, agents: Sequence[SerfAgent], name: str) -> float | None:
-    """Seconds from starting the command until every handler ran (None: missed)."""
+def sample(fire: Fire, agents: Sequence[SerfAgent], name: str) -> Sample:
+    """Fire ``name`` and time the command and the first and last handler."""
     start = time.time_ns()
     fire(name)
-    done = last_handler_ns(agents, name)
+    command = (time.time_ns() - start) / 1e9
+    times = handler_times_ns(agents, name)
     time.sleep(PAUSE)
-    return None if done is None else (done - start) / 1e9
+    if times is None:
+        return Sample(command, None, None)
+    return Sample(command, (min(times) - start) / 1e9, (max(times) - start) / 1e9)
 
 
-def measure(pool: SerfPool, rounds: int) -> dict[str, list[float | None]]:
+def measure(
+    pool: SerfPool, rounds: int, env: dict[str, str]
+) -> dict[str, list[Sample]]:
     """Alternate the tools, swapping which goes first every round."""
     tools = {
-        "serfcast": serfcast_fire(pool.agents[0]),
+        "serfcast": serfcast_fire(pool.agents[0], env),
         "serf": serf_fire(pool.agents[0]),
     }
-    samples: dict[str, list[float | None]] = {tool: [] for tool in tools}
+    tools["serfcast"]("warm-up")  # fills the bytecode cache
+    time.sleep(PAUSE)
+    samples: dict[str, list[Sample]] = {tool: [] for tool in tools}
     for index in range(rounds):
         order = list(tools) if index % 2 == 0 else list(reversed(tools))
         for tool in order:
@@ -100,21 +140,25 @@ def measure(pool: SerfPool, rounds: int) -> dict[str, list[float | None]]:
     return samples
 
 
-def report(samples: dict[str, list[float | None]], agents: int) -> None:
-    """Print the medians (and spread) of both tools and serfcast's ratio."""
+def _ms(values: Sequence[float]) -> str:
+    return f"{statistics.median(values) * 1000:7.1f}" if values else "      -"
+
+
+def report(samples: dict[str, list[Sample]], agents: int) -> None:
+    """Print the medians of both tools and serfcast's ratio (all handlers ran)."""
     print(f"fire until all {agents} handlers ran ({len(samples['serf'])} events each)")
+    print("  median ms   all ran  (min   max)  1st ran  command  missed")
     medians = {}
-    for tool, values in samples.items():
-        got = [v for v in values if v is not None]
-        missed = len(values) - len(got)
-        if not got:
-            print(f"  {tool:9s} every event missed")
-            continue
-        medians[tool] = statistics.median(got)
+    for tool, runs in samples.items():
+        done = [run for run in runs if run.last is not None]
+        last = [run.last for run in done if run.last is not None]
+        first = [run.first for run in done if run.first is not None]
+        if last:
+            medians[tool] = statistics.median(last)
+        spread = f"({min(last) * 1000:5.0f} {max(last) * 1000:5.0f})" if last else ""
         print(
-            f"  {tool:9s} median {medians[tool] * 1000:7.1f} ms   "
-            f"min {min(got) * 1000:7.1f}   max {max(got) * 1000:7.1f}   "
-            f"missed {missed}"
+            f"  {tool:9s} {_ms(last)} {spread:>13s}  {_ms(first)}  "
+            f"{_ms([run.command for run in runs])}  {len(runs) - len(done)}"
         )
     if len(medians) == 2:
         ratio = medians["serfcast"] / medians["serf"]
@@ -135,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         SerfPool([args.version] * agents, Path(workdir)) as pool,
     ):
         time.sleep(SETTLE)
-        report(measure(pool, rounds), agents)
+        env = bytecode_env(Path(workdir) / "pycache")
+        report(measure(pool, rounds, env), agents)
 
 
 if __name__ == "__main__":

@@ -244,23 +244,32 @@ _SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The command line parser.
+
+    When ``argv`` starts with a command's name, only that command is registered,
+    so running one command never imports the modules of the others. Each entry
+    of ``_SUBCOMMANDS`` is named ``_<command>_parser`` for this.
+    """
     parser = argparse.ArgumentParser(
         prog="serfcast",
         description="Fire and receive Serf and Consul user events over gossip.",
         allow_abbrev=False,
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    for add in _SUBCOMMANDS:
+    first = argv[0] if argv else ""
+    chosen = [add for add in _SUBCOMMANDS if add.__name__ == f"_{first}_parser"]
+    for add in chosen or _SUBCOMMANDS:
         add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser(argv)
     try:
-        args = parser.parse_args(_go_bool_args(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(_go_bool_args(argv))
     except LocalProtocolError as exc:
         parser.error(str(exc))
     try:

@@ -33,8 +33,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from serfcast.consul import ConsulEvent, consul_event_budget, new_event_id
-from serfcast.consul.names import check_serf_event_name
 from serfcast.errors import EventTooLargeError, LocalProtocolError, RemoteProtocolError
 from serfcast.serf.limits import (
     DEFAULT_USER_EVENT_SIZE_LIMIT,
@@ -199,9 +197,13 @@ def build_event(spec: EventSpec, ltime: int, event_id: str | None = None) -> Bui
     A Consul event gets ``event_id``, or a fresh random one when it is None.
     """
     if not spec.consul:
-        check_serf_event_name(spec.name, allow_reserved=spec.allow_reserved)
+        _check_serf_name(spec)
         message = UserEvent(ltime, spec.name, spec.payload, spec.coalesce)
         return BuiltEvent(message, _checked_size(spec, message))
+    # Imported here: the Consul rules (and their regular expression checker)
+    # are a good part of what a plain Serf fire would otherwise load at start.
+    from serfcast.consul import ConsulEvent, new_event_id
+
     consul = ConsulEvent(
         event_id or new_event_id(),
         spec.name,
@@ -212,6 +214,15 @@ def build_event(spec: EventSpec, ltime: int, event_id: str | None = None) -> Bui
     )
     message = consul.to_serf(ltime, allow_reserved=spec.allow_reserved)
     return BuiltEvent(message, _checked_size(spec, message), consul.id)
+
+
+def _check_serf_name(spec: EventSpec) -> None:
+    # Only names starting with "consul:" mean something to Consul agents, so
+    # only those need the Consul rules.
+    if spec.name.startswith("consul:"):
+        from serfcast.consul.names import check_serf_event_name
+
+        check_serf_event_name(spec.name, allow_reserved=spec.allow_reserved)
 
 
 def _checked_size(spec: EventSpec, message: UserEvent) -> bytes:
@@ -232,6 +243,8 @@ def _checked_size(spec: EventSpec, message: UserEvent) -> bytes:
 def _payload_budget(spec: EventSpec, ltime: int) -> int:
     if not spec.consul:
         return user_event_budget(spec.name, ltime, spec.size_limit, spec.coalesce)
+    from serfcast.consul import consul_event_budget
+
     return consul_event_budget(
         spec.name,
         node_filter=spec.node_filter,
