@@ -290,7 +290,8 @@ def test_bad_boolean_value(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_event_command_imports_no_async_library() -> None:
-    """The one-shot path must not pay for trio (or asyncio) at startup."""
+    """The one-shot path must not pay for trio (or asyncio) at startup, nor for
+    the modules of the other commands."""
     with fake_pool(1) as agents:
         script = (
             "import sys\n"
@@ -298,7 +299,8 @@ def test_event_command_imports_no_async_library() -> None:
             f"status = main(['event', '-join', {agents[0].address!r}, '-name', 'x'])\n"
             "loaded = [m for m in sys.modules if m.split('.')[0] in "
             "('trio', 'asyncio', 'sniffio', 'logging')]\n"
-            "print(status, sorted(loaded))\n"
+            "commands = [m for m in sys.modules if m.startswith('serfcast.cli')]\n"
+            "print(status, sorted(loaded), sorted(commands))\n"
         )
         done = subprocess.run(
             [sys.executable, "-c", script],
@@ -308,7 +310,9 @@ def test_event_command_imports_no_async_library() -> None:
             check=False,
         )
         assert event_at(agents[0]).name == "consul:event:x"
-    assert done.stdout.splitlines()[-1] == "0 []", done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        "0 [] ['serfcast.cli', 'serfcast.cli_event']"
+    ), done.stderr
 
 
 def test_import_serfcast_stays_light() -> None:
