@@ -648,8 +648,7 @@ class Memberlist:
                 or (n.state == NodeState.DEAD and n.state_change >= cutoff)
             )
         ]
-        self.rng.shuffle(eligible)
-        return eligible[: self.config.gossip_nodes]
+        return self.rng.sample(eligible, min(self.config.gossip_nodes, len(eligible)))
 
     def _gossip(self, now: float) -> None:
         for node in self._gossip_targets(now):
