@@ -235,12 +235,37 @@ def _event_parser(sub: Any) -> None:
 
 
 # ----------------------------------------------------------------------------
+# serfcast watch, members, agent
+
+
+def _watch_parser(sub: Any) -> None:
+    from serfcast.cli_watch import add_watch_parser
+
+    add_watch_parser(sub)
+
+
+def _members_parser(sub: Any) -> None:
+    from serfcast.cli_members import add_members_parser
+
+    add_members_parser(sub)
+
+
+def _agent_parser(sub: Any) -> None:
+    from serfcast.cli_agent import add_agent_parser
+
+    add_agent_parser(sub)
+
+
+# ----------------------------------------------------------------------------
 
 
 _SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     _decode_parser,
     _keygen_parser,
     _event_parser,
+    _watch_parser,
+    _members_parser,
+    _agent_parser,
 )
 
 
