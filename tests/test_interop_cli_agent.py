@@ -168,7 +168,7 @@ def test_serfcast_agent_in_a_serf_pool(
         "-tag",
         "lang=python",
         "-event-handler",
-        f"user,query={script}",
+        f"user,query,member-join={script}",
         "-log-level=debug",
         label="agent",
     )
@@ -179,6 +179,14 @@ def test_serfcast_agent_in_a_serf_pool(
         member = found(functools.partial(_alive, serf, "py0"), f"py0 at {serf}")
         assert member["tags"] == tags
         assert member["addr"] == f"{HOST}:{port}"
+
+    # Member joins: one line per member on stdin, as serf writes them.
+    joins = wait_for(functools.partial(_join_lines, log, 3), STEP, "3 member-joins")
+    assert joins == {
+        "py0\t127.0.0.1\tpy\tlang=python,role=py\n",
+        f"{seed.name}\t127.0.0.1\t\t\n",
+        f"{other.name}\t127.0.0.1\t\t\n",
+    }
 
     # A user event fired by a serf agent: serf's variables and stdin.
     other.fire_event("deploy", "v1 payload")
@@ -227,6 +235,12 @@ def found(predicate: Callable[[], dict[str, Any] | None], what: str) -> dict[str
 def _alive(serf: SerfAgent, name: str) -> dict[str, Any] | None:
     member = listed(serf, name)
     return member if member is not None and member["status"] == "alive" else None
+
+
+def _join_lines(log: Path, count: int) -> set[str] | None:
+    runs = [r for r in handler_records(log) if r["SERF_EVENT"] == "member-join"]
+    lines = {bytes.fromhex(r["stdin"]).decode() for r in runs}
+    return lines if len(runs) >= count else None
 
 
 def _has_left(serf: SerfAgent, name: str) -> bool:
