@@ -19,11 +19,12 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from serfcast.errors import DecryptionError, LocalProtocolError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "KEY_SIZES",
@@ -132,6 +133,9 @@ class Keyring:
         _check_size(key)
         if key not in self._ciphers:
             self._keys.append(key)
+            # Imported here: a pool without encryption never pays for loading it.
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
             self._ciphers[key] = AESGCM(key)
 
     def use_key(self, key: bytes) -> None:
@@ -184,10 +188,16 @@ class Keyring:
         for key in self._keys:
             try:
                 plain = self._ciphers[key].decrypt(nonce, sealed, aad or None)
-            except InvalidTag:
+            except _invalid_tag():
                 continue
             return _unpad(plain) if version == 0 else plain
         raise DecryptionError("no installed key could decrypt the message")
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
 
 
 def _unpad(plain: bytes) -> bytes:
