@@ -379,6 +379,14 @@ class SerfAgent:
         self.send_stop_signal(graceful)
         return self.reap()
 
+    def kill(self) -> int:
+        """SIGKILL this agent's PID, a crash: it leaves nothing behind and says
+        nothing to the pool. Returns its exit code (``-SIGKILL``)."""
+        process = self._started()
+        if process.poll() is None:
+            process.kill()
+        return self.reap()
+
     @property
     def started(self) -> bool:
         """Whether :meth:`start` launched the process (it may have exited since)."""

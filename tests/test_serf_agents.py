@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -104,6 +105,18 @@ def test_graceful_stop_shows_left(pool: SerfPool) -> None:
         "a member-leave handler run on n0",
     )
     assert leaves[0].payload.startswith(b"n1\t127.0.0.1\t")
+
+
+@pytest.mark.interop
+def test_kill_is_a_sigkill_of_the_agent_alone(
+    serf_pool_factory: SerfPoolFactory,
+) -> None:
+    pool = serf_pool_factory(["0.10.1", "0.10.1"])
+    first, second = pool.agents
+    assert second.kill() == -signal.SIGKILL
+    assert not second.running
+    assert first.running
+    assert second.kill() == -signal.SIGKILL  # a second kill is harmless
 
 
 # --- The harness pieces on their own --------------------------------------------------
