@@ -3,6 +3,11 @@
 The engine calls these hooks synchronously while it handles input, so a hook must
 not block; anything it wants sent goes through the engine's own methods or its
 broadcast queue. :class:`NullDelegate` is the do-nothing default.
+
+One hook is optional: a delegate may define ``has_broadcasts() -> bool``, saying
+whether :meth:`Delegate.get_broadcasts` would return anything. With it, an idle
+node skips empty gossip ticks instead of waking five times a second; without it,
+every tick asks for broadcasts, as Go does.
 """
 
 from __future__ import annotations

@@ -275,7 +275,8 @@ class Memberlist:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timeout` should be called next."""
-        times = [self._next_probe, self._next_gossip, self._next_push_pull]
+        gossip = self._next_gossip if self._has_broadcasts() else None
+        times = [self._next_probe, gossip, self._next_push_pull]
         if self._probe is not None:
             probe = self._probe
             times.append(probe.expires if probe.indirect_sent else probe.indirect_at)
@@ -311,11 +312,23 @@ class Memberlist:
         ):
             self._start_probe(now)
         if self._next_gossip is not None and now >= self._next_gossip:
-            self._next_gossip = now + self.config.gossip_interval
-            self._gossip(now)
+            self._next_gossip = self._next_tick(self._next_gossip, now)
+            if self._has_broadcasts():
+                self._gossip(now)
         if self._next_push_pull is not None and now >= self._next_push_pull:
             self._next_push_pull = now + self._push_pull_interval()
             self._periodic_push_pull(now)
+
+    def _has_broadcasts(self) -> bool:
+        # A gossip tick with nothing to send is skipped entirely, so an idle node
+        # is not woken five times a second for nothing. Ticks stay on Go's grid.
+        has_user = getattr(self.delegate, "has_broadcasts", None)
+        return bool(self.broadcasts) or has_user is None or bool(has_user())
+
+    def _next_tick(self, due: float, now: float) -> float:
+        interval = self.config.gossip_interval
+        missed = math.floor((now - due) / interval) + 1
+        return due + missed * interval
 
     def _push_pull_interval(self) -> float:
         n = len(self.nodes)

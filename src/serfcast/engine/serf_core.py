@@ -156,6 +156,10 @@ class SerfCore:
         ):
             self._vote_due = True
 
+    def has_broadcasts(self) -> bool:
+        """Whether any of the three queues holds a message."""
+        return any(len(queue) for _, queue in self._queues.named())
+
     def get_broadcasts(self, overhead: int, limit: int) -> list[bytes]:
         """Queued intents, then queries, then events, as many as fit."""
         picked: list[bytes] = []
