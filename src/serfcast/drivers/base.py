@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from serfcast.engine.actions import Action, Address
 from serfcast.errors import LocalProtocolError
 
-__all__ = ["DriverEngine", "EventT_co", "advertise_address", "engine_tcp_timeout"]
+__all__ = [
+    "DriverEngine",
+    "EventT_co",
+    "advertise_address",
+    "current_async_library",
+    "engine_tcp_timeout",
+]
 
 EventT_co = TypeVar("EventT_co", covariant=True)
 
@@ -95,3 +101,35 @@ def engine_tcp_timeout(engine: object) -> float:
     if isinstance(value, int | float) and value > 0:
         return float(value)
     return DEFAULT_TCP_TIMEOUT
+
+
+def current_async_library() -> Literal["trio", "asyncio"]:
+    """Which async library runs the caller: ``"trio"`` or ``"asyncio"``.
+
+    sniffio answers when it is installed (trio depends on it); without it, a
+    running asyncio loop means asyncio and anything else is taken for trio.
+    Neither library is imported here.
+    """
+    try:
+        import sniffio
+    except ImportError:  # pragma: no cover - trio brings sniffio along
+        return "asyncio" if _asyncio_running() else "trio"
+    try:
+        name = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        raise LocalProtocolError(
+            "no async library is running; call this from trio or asyncio code"
+        ) from None
+    if name not in ("trio", "asyncio"):
+        raise LocalProtocolError(f"serfcast runs under trio or asyncio, not {name}")
+    return "trio" if name == "trio" else "asyncio"
+
+
+def _asyncio_running() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
