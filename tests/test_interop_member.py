@@ -345,6 +345,16 @@ def listed_keys(agent: SerfAgent) -> dict[str, str]:
     return dict(re.findall(r"^(\S+=)\s+\[(\d+/\d+)\]$", out, re.MULTILINE))
 
 
+def expect_listed(agent: SerfAgent, expected: dict[str, str]) -> None:
+    """``serf keys -list`` reports ``expected``, within three tries."""
+    seen: list[dict[str, str]] = []
+    for _ in range(3):
+        seen.append(listed_keys(agent))
+        if seen[-1] == expected:
+            return
+    raise AssertionError(f"serf keys -list gave {seen}, expected {expected}")
+
+
 @pytest.mark.timeout(300)
 class TestSerfcastMember:
     """The tests of one pool, run in this order against the shared member."""
@@ -487,14 +497,16 @@ class TestSerfcastMember:
 
         check_keys_ok(asker, "-install", new, "Successfully installed key!")
         assert set(installed_keys(world)) == {parse_key(old), parse_key(new)}
-        assert listed_keys(asker) == {old: everyone, new: everyone}
+        # A list issued right after a change now and then misses one node's
+        # answer on a loaded machine (the CLI's query times out); ask again.
+        expect_listed(asker, {old: everyone, new: everyone})
 
         check_keys_ok(asker, "-use", new, "Successfully changed primary key!")
         assert installed_keys(world)[0] == parse_key(new)
 
         check_keys_ok(asker, "-remove", old, "Successfully removed key!")
         assert installed_keys(world) == (parse_key(new),)
-        assert listed_keys(asker) == {new: everyone}
+        expect_listed(asker, {new: everyone})
 
         # Every node refuses to drop its primary key, the member with Serf's
         # words; each agent logs its own refusal.
