@@ -271,7 +271,10 @@ async def test_name_filter_matches_consul_or_serf_names(tmp_path: Path) -> None:
 async def test_handler_gets_serf_variables_and_consul_payload(tmp_path: Path) -> None:
     record = tmp_path / "handler.out"
     command = (
-        f"{{ env | grep -E '^(SERF|SERFCAST)_' | sort; printf '[%s]' \"$(cat)\"; }}"
+        # Only the variables a handler is given: the test command's own
+        # environment may hold others (scripts/test exports SERFCAST_SERF_*).
+        f"{{ env | grep -E '^(SERF_|SERFCAST_CONSUL_)' | sort;"
+        f" printf '[%s]' \"$(cat)\"; }}"
         f" > {record}"
     )
     watcher = Watcher(_config(None, handler=command), io.StringIO())
