@@ -256,6 +256,12 @@ def _agent_parser(sub: Any) -> None:
     add_agent_parser(sub)
 
 
+def _demo_parser(sub: Any) -> None:
+    from serfcast.cli_demo import add_demo_parser
+
+    add_demo_parser(sub)
+
+
 # ----------------------------------------------------------------------------
 
 
@@ -266,6 +272,7 @@ _SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
     _watch_parser,
     _members_parser,
     _agent_parser,
+    _demo_parser,
 )
 
 
