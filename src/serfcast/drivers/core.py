@@ -296,6 +296,10 @@ class DriverCore(ABC, Generic[EventT, HandleT]):
     # Receiving and the timer
 
     def _received(self, data: bytes, source: Address) -> None:
+        # A datagram read just as the driver closes is dropped, not an error.
+        if not self._is_running():
+            self._count("udp_dropped_closing")
+            return
         self.call(functools.partial(self.engine.receive_packet, data, source[:2]))
 
     def _receive_failed(self, exc: OSError) -> None:
