@@ -333,9 +333,21 @@ def check_keys_ok(agent: SerfAgent, flag: str, key: str, success: str) -> None:
     success" (or "... failure") counts appear, with exit code 1, as soon as one
     of the N members the agent knows did not answer, or answered with a
     failure. Exit 0 and ``success`` therefore mean all N reported success.
+
+    On a loaded two-core machine one answer now and then misses the CLI's
+    query timeout ("5/6 nodes reported success" and no failure listed). The
+    three key operations are idempotent, so such a run is asked again, at most
+    twice; a node that answered with a failure fails the test at once.
     """
-    code, out = keys_cli(agent, flag, key)
-    assert (code, success in out) == (0, True), out
+    outputs = []
+    for _ in range(3):
+        code, out = keys_cli(agent, flag, key)
+        outputs.append(out)
+        if (code, success in out) == (0, True):
+            return
+        assert "nodes reported failure" not in out, out
+        assert "nodes reported success" in out, out
+    raise AssertionError("\n---\n".join(outputs))
 
 
 def listed_keys(agent: SerfAgent) -> dict[str, str]:
