@@ -97,17 +97,16 @@ class PoolConfig:
     soak: float
 
 
-# A 60 s soak (two push/pull periods of the lan profile) for every pool would
-# make this file too slow for CI, so only the mixed encrypted pool, which
-# exercises the most code, gets it; the others are watched for 10 s, still ten
-# probe rounds of every agent.
+# Every pool is watched for 60 s: two push/pull periods of the lan profile and
+# sixty probe rounds of every agent.
+SOAK = 60.0
 CONFIGS = [
-    PoolConfig("0.9.4", ("0.9.4",) * AGENTS, False, 10.0),
-    PoolConfig("0.10.1", ("0.10.1",) * AGENTS, False, 10.0),
-    PoolConfig("mixed", MIXED, False, 10.0),
-    PoolConfig("0.9.4-encrypted", ("0.9.4",) * AGENTS, True, 10.0),
-    PoolConfig("0.10.1-encrypted", ("0.10.1",) * AGENTS, True, 10.0),
-    PoolConfig("mixed-encrypted", MIXED, True, 60.0),
+    PoolConfig("0.9.4", ("0.9.4",) * AGENTS, False, SOAK),
+    PoolConfig("0.10.1", ("0.10.1",) * AGENTS, False, SOAK),
+    PoolConfig("mixed", MIXED, False, SOAK),
+    PoolConfig("0.9.4-encrypted", ("0.9.4",) * AGENTS, True, SOAK),
+    PoolConfig("0.10.1-encrypted", ("0.10.1",) * AGENTS, True, SOAK),
+    PoolConfig("mixed-encrypted", MIXED, True, SOAK),
 ]
 
 
