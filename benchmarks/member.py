@@ -3,7 +3,8 @@
 Run ``.venv/bin/python benchmarks/member.py`` (about 75 s) or add ``--quick`` for
 a 10 s window. It starts a pool of ten real serf agents on 127.0.0.1 (mixed
 0.9.4 and 0.10.1 unless ``--versions`` says otherwise), then a serfcast member
-(a ``SerfNode`` under the trio driver, ``member_child.py``) in a process of its
+(a ``SerfNode`` under the trio driver, or with ``--driver asyncio`` the asyncio
+one, ``member_child.py``) in a process of its
 own, so that it is measured alone. Once every agent lists the member alive, the CPU time
 (utime + stime from ``/proc/<pid>/stat``, all threads, handler children not
 included) of the member and of every agent is sampled, again ``--seconds`` later,
@@ -101,6 +102,7 @@ class MemberProcess:
         argv = [sys.executable, str(CHILD), str(seed.bind_port)]
         if key:
             argv += ["--key", key]
+        argv += ["--driver", args.driver]
         if args.no_compression:
             argv.append("--no-compression")
         if args.profile:
@@ -224,7 +226,8 @@ def report(args: argparse.Namespace, m: Measurement) -> None:
     pool = "encrypted" if args.encrypt else "plain"
     print(
         f"\n{len(agents)} serf agents ({args.versions}, {pool}) + 1 serfcast"
-        f" member, {m.window:.1f} s window, {m.fired} events fired"
+        f" member ({args.driver} driver), {m.window:.1f} s window,"
+        f" {m.fired} events fired"
     )
     print(f"member start-up (imports, join): {m.start_cpu:.2f} CPU s")
     print(
@@ -273,6 +276,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--versions", default="0.9.4,0.10.1", help="agent versions, round robin"
     )
     parser.add_argument("--encrypt", action="store_true", help="an encrypted pool")
+    parser.add_argument(
+        "--driver",
+        choices=("trio", "asyncio"),
+        default="trio",
+        help="the member's driver (default trio)",
+    )
     parser.add_argument(
         "--event-rate", type=float, default=0.0, help="user events per second"
     )

@@ -44,7 +44,6 @@ from serfcast.engine.serf_events import (
 from serfcast.engine.serf_internal import INTERNAL_PREFIX, internal_answer
 from serfcast.engine.serf_members import MemberTable
 from serfcast.errors import LocalProtocolError, RemoteProtocolError
-from serfcast.re2 import check_go_regexp, match_string
 from serfcast.serf import messages as sm
 from serfcast.serf.buffers import (
     Accepted,
@@ -91,6 +90,10 @@ def refusal_label(verdict: Verdict) -> str:
 
 def encode_filters(filters: Sequence[sm.NodeFilter | sm.TagFilter]) -> list[bytes]:
     """Filter blobs for a query; tag expressions must be valid Go RE2."""
+    # Go's regexp rules are loaded only when a tag filter needs them: they cost
+    # a member start-up time and memory that most never need.
+    from serfcast.re2 import check_go_regexp
+
     blobs = []
     for spec in filters:
         if isinstance(spec, sm.TagFilter):
@@ -118,6 +121,8 @@ def filters_pass(
 
 
 def _tag_matches(spec: sm.TagFilter, tags: Mapping[str, str], count: Count) -> bool:
+    from serfcast.re2 import match_string  # loaded on first use, as above
+
     try:
         return match_string(spec.expr, tags.get(spec.tag, ""))
     except LocalProtocolError:
