@@ -10,29 +10,32 @@ import pytest
 
 from serf_agents import SerfPool, SerfPoolFactory
 
+#: Go's encoder output and real captured traffic, kept with the tests:
+#: ``vectors/`` (memberlist and Consul values encoded by Go's own codec) and
+#: ``captures/`` (pcaps of real serf agents, their decodings and the key of
+#: the encrypted ones).
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+
 
 def find_shared_dir() -> Path:
-    """Find the shared reference folder (captures, vectors, reference sheets).
+    """Find the folder of golden data (``vectors/`` and ``captures/``).
 
-    ``SERFCAST_SHARED`` names it when set. Otherwise it is the folder ``shared``
-    beside the repository's own folder, which is also how CI lays out its checkout.
+    ``SERFCAST_SHARED`` names another one with the same layout when set;
+    otherwise it is :data:`GOLDEN_DIR`.
     """
     override = os.environ.get("SERFCAST_SHARED")
-    candidate = Path(override) if override else _beside_repository()
+    candidate = Path(override) if override else GOLDEN_DIR
     if not candidate.is_dir():
         raise FileNotFoundError(
-            f"shared folder {candidate} does not exist; set SERFCAST_SHARED to it"
+            f"golden data folder {candidate} does not exist;"
+            " unset SERFCAST_SHARED or point it at a folder with vectors/ and captures/"
         )
     return candidate
 
 
-def _beside_repository() -> Path:
-    return Path(__file__).resolve().parents[1].parent / "shared"
-
-
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The shared reference folder (see :func:`find_shared_dir`)."""
+    """The golden data folder (see :func:`find_shared_dir`)."""
     return find_shared_dir()
 
 
