@@ -124,6 +124,8 @@ class World:
     join_seconds: float
     #: Complaints the tests deliberately made agents log about their own state.
     provoked: list[str] = field(default_factory=list)
+    #: Agents a test killed: the others' complaints about them are expected.
+    killed: list[str] = field(default_factory=list)
 
     @property
     def running_agents(self) -> list[SerfAgent]:
@@ -549,6 +551,7 @@ class TestSerfcastMember:
             + FAILURE_SLACK
         )
         killed_at = time.monotonic()
+        world.killed.append(victim.name)
         victim.kill()
         world.member.wait_for(
             lambda events: [
@@ -612,15 +615,19 @@ class TestSerfcastMember:
             assert len(leave_runs(agent)) == 1, agent
 
     def test_no_agent_complained_about_the_member(self, world: World) -> None:
-        # The agents' own reactions to the SIGKILL are INFO and DEBUG lines
-        # (suspect, failed, reconnect attempts): Go does not log a refused TCP
-        # fallback ping or reconnect above DEBUG, so nothing is filtered for it.
+        # Most of the agents' reactions to the SIGKILL are INFO and DEBUG lines
+        # (suspect, failed, reconnect attempts), but a periodic push/pull that
+        # picked the victim before it was declared dead fails at ERR ("Push/Pull
+        # with n4 failed: ... connection refused"): lines naming a killed agent
+        # are the kill's doing, not the member's.
+        about_killed = [re.compile(rf"\b{re.escape(name)}\b") for name in world.killed]
         for agent in world.running_agents:
             new = [
                 line
                 for line in trouble(agent)
                 if line not in world.noise_before[agent.name]
                 and not line.endswith(tuple(world.provoked))
+                and not any(victim.search(line) for victim in about_killed)
             ]
             assert new == [], (agent, new)
         counters = world.node.stats | world.node.memberlist.stats
