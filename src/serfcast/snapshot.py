@@ -22,16 +22,21 @@ from typing import Final
 
 from serfcast.engine.nodes import format_addr
 from serfcast.errors import DecryptionError, RemoteProtocolError, SerfcastError
-from serfcast.fire import Address, AgentErrorReply, pull_request, reply_decoder
+from serfcast.fire import (
+    Address,
+    AgentErrorReply,
+    pull_request,
+    reply_decoder,
+    serf_reply,
+)
 from serfcast.serf.messages import (
     PushPullState,
     UserEventRecord,
-    decode_push_pull_state,
 )
 from serfcast.serf.tags import decode_tags
 from serfcast.wire.keyring import Keyring
-from serfcast.wire.messages import ErrResp, MessageType, NodeState, PushNodeState
-from serfcast.wire.stream import PushPull, StreamFrame
+from serfcast.wire.messages import MessageType, NodeState, PushNodeState
+from serfcast.wire.stream import StreamFrame
 
 __all__ = [
     "BufferedEvent",
@@ -149,18 +154,7 @@ def _snapshot_member(node: PushNodeState, left: frozenset[str]) -> SnapshotMembe
 
 def read_snapshot(frame: StreamFrame, seed: Address) -> PoolSnapshot:
     """The members and Serf state in a seed's reply to ``pull_request``."""
-    message = frame.message
-    if isinstance(message, ErrResp):
-        raise AgentErrorReply(" ".join(message.error.split()))
-    if not isinstance(message, PushPull):
-        raise RemoteProtocolError(
-            f"expected a push/pull reply, got {type(message).__name__}"
-        )
-    if not message.user_state:
-        raise RemoteProtocolError(
-            "the seed sent no Serf state, so it is not a Serf or Consul agent"
-        )
-    state = decode_push_pull_state(message.user_state)
+    message, state = serf_reply(frame)
     left = frozenset(state.left_members or ())
     members = tuple(_snapshot_member(node, left) for node in message.nodes)
     return PoolSnapshot(seed, tuple(sorted(members, key=lambda m: m.name)), state)

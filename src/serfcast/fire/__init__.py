@@ -56,6 +56,7 @@ from serfcast.fire.pool import (
     pull_request,
     read_pool,
     reply_decoder,
+    serf_reply,
 )
 
 __all__ = [
@@ -84,4 +85,5 @@ __all__ = [
     "pull_request",
     "read_pool",
     "reply_decoder",
+    "serf_reply",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "pull_request",
     "read_pool",
     "reply_decoder",
+    "serf_reply",
 ]
 
 #: Consul's LAN gossip port; serf agents listen on 7946 unless told otherwise.
@@ -113,8 +114,12 @@ def reply_decoder(keyring: Keyring | None = None, label: bytes = b"") -> StreamD
     return StreamDecoder(keyring=keyring, label=label, expect_label_header=False)
 
 
-def read_pool(frame: StreamFrame) -> PoolView:
-    """The members and clocks in a seed's reply to :func:`pull_request`."""
+def serf_reply(frame: StreamFrame) -> tuple[PushPull, PushPullState]:
+    """A seed's push/pull reply and the Serf state in it; anything else is refused.
+
+    An agent's error response raises :class:`AgentErrorReply`; a reply that is
+    not a push/pull, or carries no Serf state, a :class:`RemoteProtocolError`.
+    """
     message = frame.message
     if isinstance(message, ErrResp):
         raise AgentErrorReply(" ".join(message.error.split()))
@@ -129,6 +134,12 @@ def read_pool(frame: StreamFrame) -> PoolView:
     state = decode_serf_message(message.user_state)
     if not isinstance(state, PushPullState):
         raise RemoteProtocolError("the seed's user state is not Serf's push/pull state")
+    return message, state
+
+
+def read_pool(frame: StreamFrame) -> PoolView:
+    """The members and clocks in a seed's reply to :func:`pull_request`."""
+    message, state = serf_reply(frame)
     members = tuple(filter(None, map(_member, message.nodes)))
     return PoolView(members, state.event_ltime, state.ltime, state.query_ltime)
 
