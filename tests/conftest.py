@@ -16,6 +16,22 @@ from serf_agents import SerfPool, SerfPoolFactory
 #: the encrypted ones).
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
+#: Captures of whole runs (join, events, queries, leave) in ``captures/``.
+SEQUENCE_CAPTURES = [
+    "serf094_plain",
+    "serf094_encrypted",
+    "serf0101_plain",
+    "serf0101_encrypted",
+    "mixed_a0101_b094_plain",
+]
+#: Captures of runs that also sent agents deliberately broken packets.
+INJECT_CAPTURES = [
+    "inject_serf094",
+    "inject_serf094_enc",
+    "inject_serf0101",
+    "inject_serf0101_enc",
+]
+
 
 def find_shared_dir() -> Path:
     """Find the folder of golden data (``vectors/`` and ``captures/``).

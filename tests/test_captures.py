@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import INJECT_CAPTURES, SEQUENCE_CAPTURES
 from serfcast.errors import RemoteProtocolError
 from serfcast.pcap import read_pcap
 from serfcast.wire.frames import Malformed, iter_messages
@@ -18,19 +19,6 @@ from serfcast.wire.keyring import NONCE_SIZE, Keyring
 from serfcast.wire.packet import decode_packet, encode_packet
 from serfcast.wire.stream import StreamDecoder, StreamFrame, encode_stream
 
-SEQUENCE_CAPTURES = [
-    "serf094_plain",
-    "serf094_encrypted",
-    "serf0101_plain",
-    "serf0101_encrypted",
-    "mixed_a0101_b094_plain",
-]
-INJECT_CAPTURES = [
-    "inject_serf094",
-    "inject_serf094_enc",
-    "inject_serf0101",
-    "inject_serf0101_enc",
-]
 #: Datagrams the injection runs sent on purpose to provoke errors, plaintext form:
 #: a bad CRC, type 255, a compound with bad lengths and a ping with bad msgpack.
 MALFORMED_UDP = ("0cdeadbeef", "ff010203", "07030032", "00c1c1")

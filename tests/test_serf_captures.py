@@ -33,6 +33,7 @@ from typing import Any
 import msgpack
 import pytest
 
+from conftest import INJECT_CAPTURES, SEQUENCE_CAPTURES
 from serfcast.errors import RemoteProtocolError
 from serfcast.pcap import read_pcap
 from serfcast.serf.messages import (
@@ -61,19 +62,6 @@ from serfcast.wire.messages import Struct
 from serfcast.wire.packet import decode_packet
 from serfcast.wire.stream import PushPull, StreamDecoder
 
-SEQUENCE_CAPTURES = [
-    "serf094_plain",
-    "serf094_encrypted",
-    "serf0101_plain",
-    "serf0101_encrypted",
-    "mixed_a0101_b094_plain",
-]
-INJECT_CAPTURES = [
-    "inject_serf094",
-    "inject_serf094_enc",
-    "inject_serf0101",
-    "inject_serf0101_enc",
-]
 #: Serf-level garbage the injection runs sent on purpose (inside an ``08``): a
 #: user event whose map is cut short, Serf type 99, and an empty user message.
 MALFORMED_SERF = frozenset(
