@@ -77,7 +77,8 @@ STEP_TIMEOUT = 20.0
 DUPLICATE_WINDOW = 1.5
 #: How often the soak looks at every agent's member list.
 SOAK_POLL = 1.0
-QUERY_TIMEOUT = 2.0
+#: Long enough for every agent to ack and answer on a loaded 2-core machine.
+QUERY_TIMEOUT = 5.0
 #: Slack on top of Go's worst case for noticing a crashed agent.
 FAILURE_SLACK = 5.0
 
