@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -33,26 +32,10 @@ INJECT_CAPTURES = [
 ]
 
 
-def find_shared_dir() -> Path:
-    """Find the folder of golden data (``vectors/`` and ``captures/``).
-
-    ``SERFCAST_SHARED`` names another one with the same layout when set;
-    otherwise it is :data:`GOLDEN_DIR`.
-    """
-    override = os.environ.get("SERFCAST_SHARED")
-    candidate = Path(override) if override else GOLDEN_DIR
-    if not candidate.is_dir():
-        raise FileNotFoundError(
-            f"golden data folder {candidate} does not exist;"
-            " unset SERFCAST_SHARED or point it at a folder with vectors/ and captures/"
-        )
-    return candidate
-
-
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """The golden data folder (see :func:`find_shared_dir`)."""
-    return find_shared_dir()
+def golden_dir() -> Path:
+    """The golden data folder, :data:`GOLDEN_DIR`."""
+    return GOLDEN_DIR
 
 
 @pytest.fixture

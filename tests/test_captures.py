@@ -24,13 +24,13 @@ from serfcast.wire.stream import StreamDecoder, StreamFrame, encode_stream
 MALFORMED_UDP = ("0cdeadbeef", "ff010203", "07030032", "00c1c1")
 
 
-def _keyring(shared_dir: Path) -> Keyring:
-    key = (shared_dir / "captures" / "encrypt_key.txt").read_text().strip()
+def _keyring(golden_dir: Path) -> Keyring:
+    key = (golden_dir / "captures" / "encrypt_key.txt").read_text().strip()
     return Keyring.from_base64(key)
 
 
-def _contents(shared_dir: Path, name: str) -> bytes:
-    return (shared_dir / "captures" / f"{name}.pcap").read_bytes()
+def _contents(golden_dir: Path, name: str) -> bytes:
+    return (golden_dir / "captures" / f"{name}.pcap").read_bytes()
 
 
 def _decode_stream(payload: bytes, keyring: Keyring | None) -> StreamFrame:
@@ -63,10 +63,10 @@ def _reencode_stream(payload: bytes, keyring: Keyring | None) -> bytes:
 
 @pytest.mark.parametrize("name", SEQUENCE_CAPTURES)
 def test_sequence_capture_round_trips_byte_for_byte(
-    shared_dir: Path, name: str
+    golden_dir: Path, name: str
 ) -> None:
-    keyring = _keyring(shared_dir) if "encrypted" in name else None
-    contents = read_pcap(_contents(shared_dir, name))
+    keyring = _keyring(golden_dir) if "encrypted" in name else None
+    contents = read_pcap(_contents(golden_dir, name))
     assert contents.datagrams and contents.streams
     for datagram in contents.datagrams:
         assert _reencode_datagram(datagram.payload, keyring) == datagram.payload
@@ -86,10 +86,10 @@ def _is_deliberately_malformed(payload: bytes, keyring: Keyring | None) -> bool:
 
 @pytest.mark.parametrize("name", INJECT_CAPTURES)
 def test_injection_capture_decodes_except_deliberate_garbage(
-    shared_dir: Path, name: str
+    golden_dir: Path, name: str
 ) -> None:
-    keyring = _keyring(shared_dir) if name.endswith("_enc") else None
-    contents = read_pcap(_contents(shared_dir, name))
+    keyring = _keyring(golden_dir) if name.endswith("_enc") else None
+    contents = read_pcap(_contents(golden_dir, name))
     refused = 0
     for datagram in contents.datagrams:
         payload = datagram.payload

@@ -40,12 +40,12 @@ def _feed_stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
 
 
 @pytest.fixture(scope="module")
-def capture_key(shared_dir: Path) -> str:
-    return (shared_dir / "captures" / "encrypt_key.txt").read_text().strip()
+def capture_key(golden_dir: Path) -> str:
+    return (golden_dir / "captures" / "encrypt_key.txt").read_text().strip()
 
 
-def _pcap(shared_dir: Path, name: str) -> str:
-    return str(shared_dir / "captures" / f"{name}.pcap")
+def _pcap(golden_dir: Path, name: str) -> str:
+    return str(golden_dir / "captures" / f"{name}.pcap")
 
 
 # ----------------------------------------------------------------------------
@@ -134,16 +134,16 @@ def _types(records: list[dict[str, Any]]) -> set[str]:
     return {record["type"] for record in records if "type" in record}
 
 
-def test_plain_capture(shared_dir: Path) -> None:
-    status, records = run(["decode", _pcap(shared_dir, "serf0101_plain"), *PCAP_PORTS])
+def test_plain_capture(golden_dir: Path) -> None:
+    status, records = run(["decode", _pcap(golden_dir, "serf0101_plain"), *PCAP_PORTS])
     assert status == 0
     assert {"ping", "ack", "alive", "user", "pushPull"} <= _types(records)
     assert all({"time", "src", "dst", "path"} <= set(r) for r in records)
     assert {r["path"]["transport"] for r in records} == {"udp", "tcp"}
 
 
-def test_pcap_on_stdin(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pcap = Path(_pcap(shared_dir, "serf094_plain")).read_bytes()
+def test_pcap_on_stdin(golden_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pcap = Path(_pcap(golden_dir, "serf094_plain")).read_bytes()
     _feed_stdin(monkeypatch, pcap)
     status, records = run(["decode", *PCAP_PORTS])
     assert status == 0
@@ -152,10 +152,10 @@ def test_pcap_on_stdin(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("form", ["separate", "-encrypt=", "--encrypt="])
 def test_encrypted_capture_with_a_key(
-    shared_dir: Path, capture_key: str, form: str
+    golden_dir: Path, capture_key: str, form: str
 ) -> None:
     key_args = ["-encrypt", capture_key] if form == "separate" else [form + capture_key]
-    pcap = _pcap(shared_dir, "serf0101_encrypted")
+    pcap = _pcap(golden_dir, "serf0101_encrypted")
     status, records = run(["decode", pcap, *PCAP_PORTS, *key_args])
     assert status == 0
     assert {"ping", "ack", "alive", "user", "pushPull"} <= _types(records)
@@ -163,11 +163,11 @@ def test_encrypted_capture_with_a_key(
 
 
 def test_encrypted_capture_with_a_keyring_file(
-    shared_dir: Path, capture_key: str, tmp_path: Path
+    golden_dir: Path, capture_key: str, tmp_path: Path
 ) -> None:
     keyring_file = tmp_path / "keyring.json"
     keyring_file.write_text(json.dumps([generate_key(), capture_key]))
-    pcap = _pcap(shared_dir, "serf094_encrypted")
+    pcap = _pcap(golden_dir, "serf094_encrypted")
     status, records = run(
         ["decode", pcap, *PCAP_PORTS, "-keyring-file", str(keyring_file)]
     )
@@ -176,8 +176,8 @@ def test_encrypted_capture_with_a_keyring_file(
     assert not any("error" in record for record in records)
 
 
-def test_wrong_key_gives_error_lines(shared_dir: Path) -> None:
-    pcap = _pcap(shared_dir, "serf0101_encrypted")
+def test_wrong_key_gives_error_lines(golden_dir: Path) -> None:
+    pcap = _pcap(golden_dir, "serf0101_encrypted")
     status, records = run(["decode", pcap, *PCAP_PORTS, "-encrypt", generate_key()])
     assert status == 1
     errors = [record for record in records if "error" in record]

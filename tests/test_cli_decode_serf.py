@@ -415,13 +415,13 @@ def test_bad_user_state_keeps_the_push_pull(user_state: bytes, error: str) -> No
 # Real captures
 
 
-def _pcap(shared_dir: Path, name: str) -> str:
-    return str(shared_dir / "captures" / f"{name}.pcap")
+def _pcap(golden_dir: Path, name: str) -> str:
+    return str(golden_dir / "captures" / f"{name}.pcap")
 
 
-def test_capture_with_encryption_shows_every_serf_message(shared_dir: Path) -> None:
-    key = (shared_dir / "captures" / "encrypt_key.txt").read_text().strip()
-    pcap = _pcap(shared_dir, "serf094_encrypted")
+def test_capture_with_encryption_shows_every_serf_message(golden_dir: Path) -> None:
+    key = (golden_dir / "captures" / "encrypt_key.txt").read_text().strip()
+    pcap = _pcap(golden_dir, "serf094_encrypted")
     status, records = run(["decode", pcap, "-port", "18401", "-encrypt", key])
     assert status == 0
     users = [r for r in records if r.get("type") == "user"]
@@ -433,8 +433,8 @@ def test_capture_with_encryption_shows_every_serf_message(shared_dir: Path) -> N
     assert all(s["counts"]["EventSlots"] == EVENT_BUFFER_SIZE for s in states)
 
 
-def test_injection_capture_flags_exactly_the_garbage(shared_dir: Path) -> None:
-    pcap = _pcap(shared_dir, "inject_serf094")
+def test_injection_capture_flags_exactly_the_garbage(golden_dir: Path) -> None:
+    pcap = _pcap(golden_dir, "inject_serf094")
     status, records = run(["decode", pcap, "-port", "18200"])
     assert status == 1
     flagged = [r for r in records if "serf_error" in r]

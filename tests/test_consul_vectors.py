@@ -15,8 +15,8 @@ from serfcast.serf.messages import UserEvent, decode_serf_message
 DATA = Path(__file__).parent / "data"
 
 
-def _blocks(shared_dir: Path) -> list[dict[str, str]]:
-    text = (shared_dir / "vectors" / "consul-go.txt").read_text()
+def _blocks(golden_dir: Path) -> list[dict[str, str]]:
+    text = (golden_dir / "vectors" / "consul-go.txt").read_text()
     blocks = []
     for chunk in text.split("\n\n"):
         if chunk.startswith("case:"):
@@ -38,8 +38,8 @@ def _event(fields: dict[str, Any]) -> ConsulEvent:
 
 
 @pytest.fixture(scope="module")
-def blocks(shared_dir: Path) -> list[dict[str, str]]:
-    found = _blocks(shared_dir)
+def blocks(golden_dir: Path) -> list[dict[str, str]]:
+    found = _blocks(golden_dir)
     assert len(found) == 21, "consul-go.txt should hold 11 encode and 10 decode cases"
     return found
 

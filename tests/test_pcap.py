@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import find_shared_dir
+from conftest import GOLDEN_DIR
 from serfcast.errors import LimitExceededError, RemoteProtocolError
 from serfcast.pcap import (
     MAX_RECORD_LENGTH,
@@ -22,7 +22,7 @@ from serfcast.pcap import (
     read_pcap,
 )
 
-CAPTURES = find_shared_dir() / "captures"
+CAPTURES = GOLDEN_DIR / "captures"
 DECODED_CAPTURES = sorted(CAPTURES.glob("*.decoded.txt"))
 INJECT_CAPTURES = sorted(CAPTURES.glob("inject_*.pcap"))
 

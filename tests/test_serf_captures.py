@@ -88,21 +88,21 @@ class Found:
     raw: bytes
 
 
-def _keyring(shared_dir: Path, name: str) -> Keyring | None:
+def _keyring(golden_dir: Path, name: str) -> Keyring | None:
     if not ("encrypted" in name or name.endswith("_enc")):
         return None
-    key = (shared_dir / "captures" / "encrypt_key.txt").read_text().strip()
+    key = (golden_dir / "captures" / "encrypt_key.txt").read_text().strip()
     return Keyring.from_base64(key)
 
 
-def serf_messages(shared_dir: Path, name: str) -> Iterator[Found]:
+def serf_messages(golden_dir: Path, name: str) -> Iterator[Found]:
     """Every Serf message of a capture: datagrams in order, then streams.
 
     Packets and streams that memberlist itself refuses (bad CRC, wrong key,
     garbage types) are left out; tests/test_captures.py checks those.
     """
-    keyring = _keyring(shared_dir, name)
-    contents = read_pcap((shared_dir / "captures" / f"{name}.pcap").read_bytes())
+    keyring = _keyring(golden_dir, name)
+    contents = read_pcap((golden_dir / "captures" / f"{name}.pcap").read_bytes())
     for datagram in contents.datagrams:
         try:
             packet = decode_packet(
@@ -170,16 +170,16 @@ def check_round_trip(raw: bytes) -> bool:
 
 
 @pytest.mark.parametrize("name", SEQUENCE_CAPTURES)
-def test_sequence_capture_serf_messages_round_trip(shared_dir: Path, name: str) -> None:
-    found = list(serf_messages(shared_dir, name))
+def test_sequence_capture_serf_messages_round_trip(golden_dir: Path, name: str) -> None:
+    found = list(serf_messages(golden_dir, name))
     kinds = {decode_serf_message(f.raw).TYPE for f in found}
     assert kinds == {0, 1, 2, 3, 4, 5}
     assert all(check_round_trip(f.raw) for f in found)
 
 
 @pytest.mark.parametrize("name", INJECT_CAPTURES)
-def test_inject_capture_serf_messages_round_trip(shared_dir: Path, name: str) -> None:
-    found = list(serf_messages(shared_dir, name))
+def test_inject_capture_serf_messages_round_trip(golden_dir: Path, name: str) -> None:
+    found = list(serf_messages(golden_dir, name))
     garbage = [f for f in found if f.raw in MALFORMED_SERF]
     assert {f.raw for f in garbage} == MALFORMED_SERF
     for item in garbage:
@@ -195,10 +195,10 @@ def test_inject_capture_serf_messages_round_trip(shared_dir: Path, name: str) ->
     assert identical.count(False) > 0
 
 
-def test_injected_events_keep_their_content(shared_dir: Path) -> None:
+def test_injected_events_keep_their_content(golden_dir: Path) -> None:
     events = {
         message.name: message
-        for f in serf_messages(shared_dir, "inject_serf0101")
+        for f in serf_messages(golden_dir, "inject_serf0101")
         if f.raw not in MALFORMED_SERF
         for message in [decode_serf_message(f.raw)]
         if isinstance(message, UserEvent)
@@ -248,9 +248,9 @@ def assert_same_value(key: str, ours: Any, theirs: Any) -> None:
 
 
 @pytest.mark.parametrize("name", SEQUENCE_CAPTURES)
-def test_values_match_the_decoded_text(shared_dir: Path, name: str) -> None:
-    expected = expected_serf_lines(shared_dir / "captures" / f"{name}.decoded.txt")
-    found = list(serf_messages(shared_dir, name))
+def test_values_match_the_decoded_text(golden_dir: Path, name: str) -> None:
+    expected = expected_serf_lines(golden_dir / "captures" / f"{name}.decoded.txt")
+    found = list(serf_messages(golden_dir, name))
     assert len(found) == len(expected) > 0
     for item, (number, type_name, fields) in zip(found, expected, strict=True):
         message = decode_serf_message(item.raw)
@@ -271,9 +271,9 @@ def test_values_match_the_decoded_text(shared_dir: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", SEQUENCE_CAPTURES)
 def test_push_pull_carries_the_whole_empty_event_ring(
-    shared_dir: Path, name: str
+    golden_dir: Path, name: str
 ) -> None:
-    states = [f.raw for f in serf_messages(shared_dir, name) if f.where == "push/pull"]
+    states = [f.raw for f in serf_messages(golden_dir, name) if f.where == "push/pull"]
     assert len(states) == 2  # the join's push and pull
     for raw in states:
         state = decode_serf_message(raw)
@@ -283,10 +283,10 @@ def test_push_pull_carries_the_whole_empty_event_ring(
         assert (state.event_ltime, state.query_ltime, state.ltime) == (1, 1, 1)
 
 
-def test_push_pull_event_slots_are_ltime_modulo_512(shared_dir: Path) -> None:
+def test_push_pull_event_slots_are_ltime_modulo_512(golden_dir: Path) -> None:
     states = [
         decode_serf_message(f.raw)
-        for f in serf_messages(shared_dir, "inject_serf0101_enc")
+        for f in serf_messages(golden_dir, "inject_serf0101_enc")
         if f.where == "push/pull"
     ]
     full = [s for s in states if isinstance(s, PushPullState) and s.event_ltime > 1]

@@ -114,8 +114,8 @@ class Seeds:
     sealed: tuple[bytes, ...]
 
 
-def _capture_keyring(shared_dir: Path) -> Keyring:
-    key = (shared_dir / "captures" / "encrypt_key.txt").read_text()
+def _capture_keyring(golden_dir: Path) -> Keyring:
+    key = (golden_dir / "captures" / "encrypt_key.txt").read_text()
     return Keyring.from_base64(key)
 
 
@@ -123,11 +123,11 @@ def _unwrap(frame: Frame) -> Frame:
     return _unwrap(frame.inner) if isinstance(frame, Compressed) else frame
 
 
-def _packets(shared_dir: Path, keyring: Keyring) -> list[tuple[bytes, Packet]]:
+def _packets(golden_dir: Path, keyring: Keyring) -> list[tuple[bytes, Packet]]:
     """Every captured datagram that decodes, with what it decoded to."""
     found = []
     for name in CAPTURES:
-        contents = read_pcap((shared_dir / "captures" / f"{name}.pcap").read_bytes())
+        contents = read_pcap((golden_dir / "captures" / f"{name}.pcap").read_bytes())
         for datagram in contents.datagrams:
             decode = functools.partial(
                 decode_packet, datagram.payload, keyring=keyring, verify_incoming=False
@@ -138,11 +138,11 @@ def _packets(shared_dir: Path, keyring: Keyring) -> list[tuple[bytes, Packet]]:
     return found
 
 
-def _stream_seeds(shared_dir: Path, keyring: Keyring) -> set[bytes]:
+def _stream_seeds(golden_dir: Path, keyring: Keyring) -> set[bytes]:
     """The logical bytes of every captured stream message that decodes."""
     found = set()
     for name in CAPTURES:
-        contents = read_pcap((shared_dir / "captures" / f"{name}.pcap").read_bytes())
+        contents = read_pcap((golden_dir / "captures" / f"{name}.pcap").read_bytes())
         for stream in contents.streams:
             decoder = StreamDecoder(keyring=keyring, verify_incoming=False)
             got = outcome(functools.partial(decoder.feed, stream.payload))
@@ -152,10 +152,10 @@ def _stream_seeds(shared_dir: Path, keyring: Keyring) -> set[bytes]:
 
 
 @functools.cache
-def load_seeds(shared_dir: Path) -> Seeds:
+def load_seeds(golden_dir: Path) -> Seeds:
     """Seeds from the captures, decrypted and decompressed."""
-    keyring = _capture_keyring(shared_dir)
-    packets = _packets(shared_dir, keyring)
+    keyring = _capture_keyring(golden_dir)
+    packets = _packets(golden_dir, keyring)
     inner = [_unwrap(packet.frame) for _, packet in packets]
     bodies = {
         leaf.encode_body()
@@ -165,15 +165,15 @@ def load_seeds(shared_dir: Path) -> Seeds:
     }
     return Seeds(
         frames=tuple(sorted({encode_frame(frame) for frame in inner})),
-        streams=tuple(sorted(_stream_seeds(shared_dir, keyring))),
+        streams=tuple(sorted(_stream_seeds(golden_dir, keyring))),
         bodies=tuple(sorted(bodies)),
         sealed=tuple(wire for wire, packet in packets if packet.encrypted),
     )
 
 
 @pytest.fixture(scope="module")
-def seeds(shared_dir: Path) -> Seeds:
-    found = load_seeds(shared_dir)
+def seeds(golden_dir: Path) -> Seeds:
+    found = load_seeds(golden_dir)
     assert len(found.frames) > 20 and len(found.streams) > 4 and found.sealed
     return found
 
@@ -453,10 +453,10 @@ def test_mutated_lzw_streams(
 @settings(deadline=None, max_examples=100)
 @given(pick=PICK, mutations=MUTATIONS)
 def test_mutated_ciphertexts(
-    *, shared_dir: Path, seeds: Seeds, pick: int, mutations: list[tuple[str, int, int]]
+    *, golden_dir: Path, seeds: Seeds, pick: int, mutations: list[tuple[str, int, int]]
 ) -> None:
     sealed = seeds.sealed[pick % len(seeds.sealed)]
-    keyring = _capture_keyring(shared_dir)
+    keyring = _capture_keyring(golden_dir)
     assert isinstance(keyring.decrypt(sealed), bytes)
     tampered = mutate(sealed, mutations)
     plain = outcome(lambda: keyring.decrypt(tampered))

@@ -63,8 +63,8 @@ VALUES: dict[str, Struct] = {
 }
 
 
-def _vector_text(shared_dir: Path) -> str:
-    return (shared_dir / "vectors" / "memberlist-go.txt").read_text()
+def _vector_text(golden_dir: Path) -> str:
+    return (golden_dir / "vectors" / "memberlist-go.txt").read_text()
 
 
 def _encodings(text: str) -> dict[str, dict[str, bytes]]:
@@ -84,8 +84,8 @@ def _line(text: str, prefix: str) -> str:
     return match.group(1).strip()
 
 
-def test_every_named_vector_is_covered(shared_dir: Path) -> None:
-    assert set(_encodings(_vector_text(shared_dir))) == set(VALUES)
+def test_every_named_vector_is_covered(golden_dir: Path) -> None:
+    assert set(_encodings(_vector_text(golden_dir))) == set(VALUES)
 
 
 #: Go wrote this one, but serfcast refuses to send a node state without a Vsn.
@@ -93,8 +93,8 @@ REFUSED_TO_SEND = {"negative int state"}
 
 
 @pytest.mark.parametrize("name", sorted(VALUES))
-def test_encoding_matches_go(shared_dir: Path, name: str) -> None:
-    forms = _encodings(_vector_text(shared_dir))[name]
+def test_encoding_matches_go(golden_dir: Path, name: str) -> None:
+    forms = _encodings(_vector_text(golden_dir))[name]
     value = VALUES[name]
     if name in REFUSED_TO_SEND:
         with pytest.raises(LocalProtocolError, match="Vsn must be exactly 6 bytes"):
@@ -105,16 +105,16 @@ def test_encoding_matches_go(shared_dir: Path, name: str) -> None:
         assert type(value).decode_body(body) == value, codec
 
 
-def test_compound_of_two_pings(shared_dir: Path) -> None:
-    expected = bytes.fromhex(_line(_vector_text(shared_dir), "0702"))
+def test_compound_of_two_pings(golden_dir: Path) -> None:
+    expected = bytes.fromhex(_line(_vector_text(golden_dir), "0702"))
     ping = Ping(seq_no=100)
     wire = bytes.fromhex("0702") + expected
     assert encode_frame(Compound((ping, ping))) == wire
     assert decode_frame(wire) == Compound((ping, ping))
 
 
-def test_crc_packet(shared_dir: Path) -> None:
-    text = _vector_text(shared_dir)
+def test_crc_packet(golden_dir: Path) -> None:
+    text = _vector_text(golden_dir)
     prefix = "crc32.IEEE(0082a44e6f6465a0a55365714e6f64)=d7ce6616 packet="
     wire = bytes.fromhex(_line(text, prefix))
     assert encode_packet(Ping(seq_no=100), crc=True) == wire
@@ -123,8 +123,8 @@ def test_crc_packet(shared_dir: Path) -> None:
     assert packet.frame == Ping(seq_no=100)
 
 
-def test_compressed_ping_packet(shared_dir: Path) -> None:
-    wire = bytes.fromhex(_line(_vector_text(shared_dir), "full compressMsg packet = "))
+def test_compressed_ping_packet(golden_dir: Path) -> None:
+    wire = bytes.fromhex(_line(_vector_text(golden_dir), "full compressMsg packet = "))
     packet = decode_packet(wire)
     assert packet.frame.inner == Ping(seq_no=100)  # type: ignore[union-attr]
     assert encode_packet(packet.frame) == wire
@@ -136,8 +136,8 @@ KEY = bytes(range(16))
 NONCE = bytes(range(12))
 
 
-def test_encrypted_packets(shared_dir: Path) -> None:
-    text = _vector_text(shared_dir)
+def test_encrypted_packets(golden_dir: Path) -> None:
+    text = _vector_text(golden_dir)
     keyring = Keyring([KEY])
     ping = Ping(seq_no=100)
     plain_v1 = bytes.fromhex(_line(text, "packet v1 no label: "))
@@ -154,8 +154,8 @@ def test_encrypted_packets(shared_dir: Path) -> None:
         assert packet.encrypted and packet.label == label
 
 
-def test_encrypted_stream(shared_dir: Path) -> None:
-    wire = bytes.fromhex(_line(_vector_text(shared_dir), "stream v1 label=lbl: "))
+def test_encrypted_stream(golden_dir: Path) -> None:
+    wire = bytes.fromhex(_line(_vector_text(golden_dir), "stream v1 label=lbl: "))
     keyring = Keyring([KEY])
     ping = Ping(seq_no=100)
     built = encode_stream(
