@@ -82,6 +82,20 @@ SOAK = 60.0
 SOAK_POLL = 1.0
 #: Long enough for every agent to ack and answer on a loaded 2-core machine.
 QUERY_TIMEOUT = 5.0
+
+
+def query_names(prefix: str) -> list[str]:
+    """Names for up to three tries of one query check.
+
+    A query spreads by gossip alone, a few transmissions from each node that
+    has it; in a pool of six, now and then no copy picks one agent, which then
+    neither acks nor answers (Go's nodes have the same odds, and nothing
+    repairs a query). So a check whose query missed someone asks again, under
+    a new name, at most twice; every other assertion is made on the last try.
+    """
+    return [f"{prefix}-{attempt}" for attempt in range(3)]
+
+
 #: Slack on top of Go's worst case for noticing a crashed agent.
 FAILURE_SLACK = 5.0
 
@@ -377,9 +391,12 @@ def check_keys_refused(agent: SerfAgent, nodes: str, *args: str) -> str:
 
 
 def listed_keys(agent: SerfAgent) -> dict[str, str]:
-    """``serf keys -list``: key -> "holders/nodes"."""
+    """``serf keys -list``: key -> "holders/nodes"; empty when one answer
+    missed the CLI's query timeout (see :func:`check_keys_ok`)."""
     code, out = keys_cli(agent, "-list")
-    assert code == 0, out
+    if code != 0:
+        assert "nodes reported success" in out, out
+        return {}
     return dict(re.findall(r"^(\S+=)\s+\[(\d+/\d+)\]$", out, re.MULTILINE))
 
 
@@ -450,19 +467,22 @@ class TestSerfcastMember:
 
     def test_serf_query_is_acked_and_answered_by_the_member(self, world: World) -> None:
         asker = world.running_agents[1]
-        done = asker.cli(
-            "query", f"-timeout={QUERY_TIMEOUT:g}s", "-format=json", "q-cli", "ping?"
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        result = _json(done.stdout)
-        assert sorted(result["Acks"]) == sorted(world.all_names)
         expected = {a.name: f"resp-from-{a.name}" for a in world.running_agents}
         expected[NAME] = "serfcast-answer:ping?"
+        for name in query_names("q-cli"):
+            done = asker.cli(
+                "query", f"-timeout={QUERY_TIMEOUT:g}s", "-format=json", name, "ping?"
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            result = _json(done.stdout)
+            if sorted(result["Acks"]) == sorted(world.all_names):
+                break
+        assert sorted(result["Acks"]) == sorted(world.all_names)
         assert result["Responses"] == expected
         received = [
             e
             for e in world.member.events()
-            if isinstance(e, QueryReceived) and e.name == "q-cli"
+            if isinstance(e, QueryReceived) and e.name == name
         ]
         assert [(e.source, e.payload) for e in received] == [(asker.name, b"ping?")]
         assert world.member.answer_failures == []
@@ -470,14 +490,27 @@ class TestSerfcastMember:
     def test_member_query_is_acked_and_answered_by_every_agent(
         self, world: World
     ) -> None:
+        for name in query_names("q-serfcast"):
+            acks, responses = self._member_query(world, name)
+            if sorted(acks) == sorted(world.all_names):
+                break
+        assert sorted(acks) == sorted(world.all_names)
+        expected = {a.name: f"resp-from-{a.name}".encode() for a in world.pool.agents}
+        expected[NAME] = b"serfcast-answer:who?"
+        assert responses == expected
+        for agent in world.running_agents:
+            runs = [e for e in agent.events() if e.query_name == name]
+            assert [r.payload_as_sent for r in runs] == [b"who?"]
+        assert world.member.answer_failures == []
+
+    def _member_query(
+        self, world: World, name: str
+    ) -> tuple[list[str], dict[str, bytes]]:
+        """Send query ``name`` from the member; the acks and responses it got."""
         node = world.node
         query_id = world.member.call(
             lambda now: node.query(
-                "q-serfcast",
-                b"who?",
-                request_ack=True,
-                timeout=QUERY_TIMEOUT,
-                now=now,
+                name, b"who?", request_ack=True, timeout=QUERY_TIMEOUT, now=now
             )
         )
 
@@ -494,14 +527,7 @@ class TestSerfcastMember:
         responses = {
             e.from_node: e.payload for e in answers if isinstance(e, QueryResponse)
         }
-        assert sorted(acks) == sorted(world.all_names)
-        expected = {a.name: f"resp-from-{a.name}".encode() for a in world.pool.agents}
-        expected[NAME] = b"serfcast-answer:who?"
-        assert responses == expected
-        for agent in world.running_agents:
-            runs = [e for e in agent.events() if e.query_name == "q-serfcast"]
-            assert [r.payload_as_sent for r in runs] == [b"who?"]
-        assert world.member.answer_failures == []
+        return acks, responses
 
     def test_keyring_commands_count_the_member(self, world: World) -> None:
         if world.key is None:
